@@ -1,0 +1,90 @@
+"""Run an experiment and write ``result.json`` and ``REPORT.md`` beside its figures."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .._utils import seed_everything, to_jsonable
+from ._registry import Context, Experiment, get_experiment
+
+
+def _machine() -> str:
+    try:
+        import torch
+
+        dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        dev, threads = "cpu", 0
+    return f"{platform.machine()} {platform.system()}, {dev}, {threads} torch threads"
+
+
+def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool = False,
+                   seed: int = 0) -> dict[str, Any]:
+    """Run one registered experiment; write ``result.json``, figures and ``REPORT.md``.
+
+    Returns the JSON document written to ``result.json``.
+    """
+    exp = name if isinstance(name, Experiment) else get_experiment(name)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a directory, got a file: {str(out)!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    outcome = exp.run(Context(out_dir=out, quick=quick, seed=seed))
+    wall = time.perf_counter() - t0
+    missing = [f for f in outcome.figures if not (out / f).is_file()]
+    if missing:
+        raise RuntimeError(f"experiment {exp.name!r} did not write its figures: {missing}")
+    doc = {
+        "name": exp.name,
+        "paper": exp.paper,
+        "claim": exp.claim,
+        "quick": quick,
+        "seed": seed,
+        "claim_holds": outcome.claim_holds,
+        "wall_s": round(wall, 3),
+        "machine": _machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "figures": outcome.figures,
+        "result": to_jsonable(outcome.result),
+    }
+    (out / "result.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "REPORT.md").write_text(_report_md(exp, outcome, doc))
+    return doc
+
+
+def _report_md(exp: Experiment, outcome, doc: dict[str, Any]) -> str:
+    verdict = {True: "**holds**", False: "**does not hold**", None: "not judged"}[outcome.claim_holds]
+    lines = [
+        f"# {exp.name}",
+        "",
+        f"{exp.description}",
+        "",
+        f"**Paper:** {exp.paper}",
+        "",
+        "## Claim",
+        exp.claim,
+        "",
+        "## What was run",
+        outcome.ran or "(not stated)",
+        "",
+        f"Mode: {'quick' if doc['quick'] else 'full'}; seed {doc['seed']}; "
+        f"{doc['wall_s']:.1f} s on {doc['machine']} ({doc['date']}).",
+        "",
+        "## What came out",
+        outcome.observed or "(not stated)",
+        "",
+        f"Verdict at this size: the claim {verdict}.",
+        "",
+    ]
+    if outcome.figures:
+        lines += ["## Figures", ""] + [f"![{f}]({f})" for f in outcome.figures] + [""]
+    lines += ["Numbers: `result.json` in this folder.", ""]
+    return "\n".join(lines)
