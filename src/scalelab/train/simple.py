@@ -63,7 +63,7 @@ def train_classifier(model, data, *, steps: int, lr: float, batch_size: int = 12
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        curve.train_loss.append(float(loss))
+        curve.train_loss.append(loss.item())
     model.eval()
     if not curve.diverged:
         with torch.no_grad():
