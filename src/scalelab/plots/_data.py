@@ -1,0 +1,114 @@
+"""Pictures of the data-centric methods: data pruning, model collapse, LOOD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import plt, savefig
+
+_STYLE = {"random": ("tab:gray", "o"), "el2n": ("tab:red", "s"),
+          "calibrated": ("tab:blue", "^")}
+
+
+def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: float = 0.3) -> Path:
+    """Test accuracy vs keep fraction, one line per selection strategy.
+
+    ``records``: dicts with ``keep``, ``strategy``, ``accuracy_mean``, ``accuracy_std``
+    (as returned by ``experiments.data_pruning.pruning_curve``).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy in dict.fromkeys(r["strategy"] for r in records):
+        rs = sorted((r for r in records if r["strategy"] == strategy), key=lambda r: r["keep"])
+        color, marker = _STYLE.get(strategy, (None, "o"))
+        ax.errorbar([r["keep"] for r in rs], [r["accuracy_mean"] for r in rs],
+                    yerr=[r.get("accuracy_std", 0.0) for r in rs], label=strategy, color=color,
+                    marker=marker, capsize=3)
+    ax.axvspan(0, high, color="tab:orange", alpha=0.08, label=f"keep <= {high:g}")
+    ax.set_xlabel("fraction of the training set kept")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Data pruning: random vs score-based vs calibrated")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return savefig(fig, path)
+
+
+def plot_collapse(purity: list[dict], mixing: list[dict], path: str | Path) -> Path:
+    """Two panels: E||p^(m)||^2 vs generation (formula lines, simulation markers) per n; and
+    E||p^(m) - p0||^2 vs generation per synthetic fraction (simulation, exact curve dashed).
+
+    ``purity``: dicts ``n, generation, formula, simulated, sem``. ``mixing``: dicts
+    ``synthetic_fraction, generation, simulated, formula``.
+    """
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, n in enumerate(dict.fromkeys(r["n"] for r in purity)):
+        rs = [r for r in purity if r["n"] == n]
+        c = f"C{i}"
+        a.plot([r["generation"] for r in rs], [r["formula"] for r in rs], color=c,
+               label=f"formula, n={n}")
+        a.errorbar([r["generation"] for r in rs], [r["simulated"] for r in rs],
+                   yerr=[2 * r["sem"] for r in rs], fmt="o", ms=3, color=c, alpha=0.7)
+    a.set_xlabel("generation m")
+    a.set_ylabel("E||p^(m)||^2")
+    a.set_title("Fully synthetic: S_m = 1 - (1 - 1/n)^m (1 - S_0)")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    for i, lam in enumerate(dict.fromkeys(r["synthetic_fraction"] for r in mixing)):
+        # generation 0 is p0 itself (deviation 0): left out of the log-scale panel
+        rs = [r for r in mixing if r["synthetic_fraction"] == lam and r["generation"] > 0]
+        c = f"C{i}"
+        b.plot([r["generation"] for r in rs], [r["simulated"] for r in rs], color=c,
+               label=f"synthetic {lam:.0%}")
+        b.plot([r["generation"] for r in rs], [r["formula"] for r in rs], color=c, ls="--",
+               lw=1)
+    b.set_yscale("log")
+    b.set_xlabel("generation m")
+    b.set_ylabel("E||p^(m) - p0||^2")
+    b.set_title("Mixing real data: simulation (solid), exact (dashed)")
+    b.grid(alpha=0.3)
+    b.legend(fontsize=8)
+    return savefig(fig, path)
+
+
+def plot_text_collapse(records: list[dict], path: str | Path) -> Path:
+    """Entropy and surviving vocabulary vs generation for n-gram models re-fit on their own
+    samples of a real corpus. ``records``: dicts ``model, real_fraction, generation, entropy,
+    support``."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    keys = list(dict.fromkeys((r["model"], r["real_fraction"]) for r in records))
+    for i, (model, frac) in enumerate(keys):
+        rs = [r for r in records if r["model"] == model and r["real_fraction"] == frac]
+        style = dict(color=f"C{i}", ls="-" if model == "unigram" else "--",
+                     label=f"{model}, {frac:.0%} real")
+        a.plot([r["generation"] for r in rs], [r["entropy"] for r in rs], **style)
+        b.plot([r["generation"] for r in rs], [r["support"] for r in rs], **style)
+    a.set_ylabel("entropy (bits per token)")
+    b.set_ylabel("n-grams with non-zero probability")
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.set_xlabel("generation")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    a.set_title("Real text (BBC News): re-fit on own samples")
+    return savefig(fig, path)
+
+
+def plot_lood_vs_empirical(records: list[dict], path: str | Path, *, rho: float | None = None,
+                           y_key: str = "empirical_auc") -> Path:
+    """Scatter of each training point's LOOD (log scale) against its empirical
+    distinguishability from retrained models. ``records``: dicts ``lood`` and ``y_key``."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter([r["lood"] for r in records], [r[y_key] for r in records], s=12, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_xlabel("LOOD (NNGP, KL at the point itself)")
+    labels = {"empirical_auc": "membership AUC from retrained networks",
+              "empirical_kl": "KL(out || in) of retrained networks' outputs",
+              "loss_gap": "loss gap (models without - with the point)"}
+    ax.set_ylabel(labels.get(y_key, y_key))
+    if y_key != "empirical_auc" and all(r[y_key] > 0 for r in records):
+        ax.set_yscale("log")
+    title = "LOOD vs empirical distinguishability"
+    if rho is not None:
+        title += f" (Spearman {rho:.2f})"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return savefig(fig, path)
