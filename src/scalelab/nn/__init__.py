@@ -1,1 +1,22 @@
 """scalelab.nn."""
+
+# Residual scaling, stochastic depth, Depth-µP (issue 5).
+from .depth_mup import depth_mup_optimizer as depth_mup_optimizer
+from .depth_mup import depth_mup_param_groups as depth_mup_param_groups
+from .drop_path import DropPath as DropPath
+from .drop_path import drop_path as drop_path
+from .init import detect_activation as detect_activation
+from .init import eoc_normal_ as eoc_normal_
+from .init import init_eoc_ as init_eoc_
+from .init import init_gaussian_ as init_gaussian_
+from .models import ConvResNet as ConvResNet
+from .models import ResidualMLP as ResidualMLP
+from .models import activation_module as activation_module
+from .residual import ScaledResidual as ScaledResidual
+from .residual import block_controller as block_controller
+from .residual import branch_scales as branch_scales
+from .residual import residual_blocks as residual_blocks
+from .residual import scale_residual_ as scale_residual_
+from .residual import scaled_residual as scaled_residual
+from .survival import block_sensitivities as block_sensitivities
+from .survival import survival_rates as survival_rates

@@ -1,0 +1,191 @@
+"""Reference residual networks of any depth: a residual MLP and a small conv ResNet.
+
+Both use the block of Stable ResNet / Depth-µP / the depth-limit papers,
+``y_l = y_{l-1} + lambda_l W_l phi(y_{l-1})``, with ``lambda_l`` from
+:func:`~scalelab.nn.branch_scales` and drop path on the branch. Their blocks are the
+``.blocks`` ModuleList of :class:`~scalelab.nn.ScaledResidual`, so
+:func:`~scalelab.nn.block_sensitivities` and :func:`~scalelab.nn.depth_mup_param_groups`
+find them. A Stable ResNet in one line: ``ResidualMLP(784, 256, 64, 10, mode="stable")``.
+
+Papers: arXiv 2010.12859, arXiv 2310.02244, arXiv 2302.00453 (initialisation conventions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import skip_init
+
+from .._errors import check_fraction, check_int, check_positive
+from .residual import ScaledResidual, _per_block, branch_scales
+
+_ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU("tanh"),
+    "silu": nn.SiLU, "swish": nn.SiLU, "elu": lambda alpha=1.0: nn.ELU(alpha), "selu": nn.SELU,
+    "leaky_relu": lambda slope=0.01: nn.LeakyReLU(slope),
+    "softplus": lambda beta=1.0: nn.Softplus(beta), "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity, "abs": lambda: _Lambda(torch.abs), "erf": lambda: _Lambda(torch.erf),
+}
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__name__", repr(self.fn))
+
+
+def activation_module(act) -> nn.Module:
+    """A fresh torch module for ``act``.
+
+    ``act`` may be a name (relu, tanh, gelu, gelu_tanh, silu/swish, elu, selu, leaky_relu,
+    softplus, sigmoid, linear, abs, erf), an ``Activation`` from
+    :func:`scalelab.theory.get_activation` (its numpy functions are replaced by the torch
+    activation of the same name and parameters), an ``nn.Module`` (used as is), or a callable
+    on torch tensors.
+    """
+    if isinstance(act, str):
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"act must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
+                             f"a module or a callable; got {act!r}")
+        return _ACTIVATIONS[act]()
+    if isinstance(act, nn.Module):
+        return act
+    name = getattr(act, "name", None)
+    if isinstance(name, str) and hasattr(act, "d1"):  # scalelab.theory.Activation (numpy)
+        if name not in _ACTIVATIONS:
+            raise ValueError(f"act {act!r} has no torch counterpart; pass a torch module or a "
+                             "callable on tensors")
+        return _ACTIVATIONS[name](**dict(getattr(act, "params", ())))
+    if callable(act):
+        return _Lambda(act)
+    raise ValueError(f"act must be an activation name, a module or a callable, got {act!r}")
+
+
+def _default_sigma_w(act) -> float:
+    return math.sqrt(2.0) if act == "relu" else 1.0
+
+
+def _resolve(depth, mode, scales, a, alpha, base_depth, drop_probs):
+    depth = check_int("depth", depth)
+    if scales is None:
+        scales = branch_scales(depth, mode, a=a, alpha=alpha, base_depth=base_depth)
+    scales = _per_block("scales", scales, depth, lambda n, v: check_positive(n, v, allow_zero=True))
+    probs = _per_block("drop_probs", drop_probs, depth, check_fraction)
+    return depth, scales, probs
+
+
+class ResidualMLP(nn.Module):
+    """``Linear(in, width) -> L x [y + lambda_l W_l act(y)] -> Linear(width, out)``.
+
+    Args:
+        in_dim, width, depth, out_dim: sizes; ``depth`` is the number of residual blocks.
+        mode, a, alpha, base_depth: branch multipliers, as in :func:`branch_scales`
+            (``mode="stable"`` is Stable ResNet, ``"depth_mup"`` Depth-µP's ``a/sqrt(L)``).
+        act: the branch's activation (a name, module or callable).
+        scales: explicit per-block multipliers (overrides ``mode``).
+        drop_probs: drop-path probability, one for all blocks or one per block.
+        sigma_w: block weights ~ N(0, sigma_w^2 / width); default sqrt(2) for ReLU, else 1.
+        bias: whether block linears have a bias (zero at init).
+
+    Init: input weights ~ N(0, 1/in_dim), readout ~ N(0, 1/width), their biases zero.
+    ``features(x)`` returns the residual stream after the last block.
+
+    Papers: arXiv 2010.12859, arXiv 2310.02244.
+    """
+
+    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int, mode: str = "stable",
+                 act="relu", *, a: float = 1.0, alpha: float = 1.0, base_depth: int = 1,
+                 scales: Sequence[float] | None = None,
+                 drop_probs: float | Sequence[float] = 0.0, sigma_w: float | None = None,
+                 bias: bool = False) -> None:
+        super().__init__()
+        in_dim, width, out_dim = (check_int(n, v) for n, v in
+                                  (("in_dim", in_dim), ("width", width), ("out_dim", out_dim)))
+        depth, scales, probs = _resolve(depth, mode, scales, a, alpha, base_depth, drop_probs)
+        sigma_w = check_positive("sigma_w", _default_sigma_w(act) if sigma_w is None else sigma_w)
+        self.input = nn.Linear(in_dim, width)
+        self.blocks = nn.ModuleList()
+        for s, p in zip(scales, probs, strict=True):
+            lin = skip_init(nn.Linear, width, width, bias=bias)  # weights drawn just below
+            nn.init.normal_(lin.weight, std=sigma_w / math.sqrt(width))
+            if bias:
+                nn.init.zeros_(lin.bias)
+            self.blocks.append(ScaledResidual(nn.Sequential(activation_module(act), lin), s, p))
+        self.output = nn.Linear(width, out_dim)
+        for lin in (self.input, self.output):
+            nn.init.normal_(lin.weight, std=1.0 / math.sqrt(lin.in_features))
+            nn.init.zeros_(lin.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.input(x)  # (B, width)
+        for block in self.blocks:
+            y = block(y)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(x))
+
+
+class ConvResNet(nn.Module):
+    """A small conv ResNet: ``3x3 stem -> L x [y + lambda_l conv3x3(act(y))] -> avg pool -> linear``.
+
+    Resolution and channel count stay fixed (``width`` channels), so any depth works.
+
+    Args:
+        in_channels, width, depth, num_classes: sizes.
+        image_shape: ``(C, H, W)`` to reshape flat inputs ``(B, C*H*W)`` (e.g. the digit
+            loaders' vectors); None expects ``(B, C, H, W)``.
+        mode, a, alpha, base_depth, act, scales, drop_probs: as in :class:`ResidualMLP`.
+        sigma_w: block convs ~ N(0, sigma_w^2 / (9 * width)); default sqrt(2) for ReLU, else 1.
+
+    Papers: arXiv 2010.12859 (conv Stable ResNet).
+    """
+
+    def __init__(self, in_channels: int, width: int, depth: int, num_classes: int,
+                 mode: str = "stable", act="relu", *, image_shape: Sequence[int] | None = None,
+                 a: float = 1.0, alpha: float = 1.0, base_depth: int = 1,
+                 scales: Sequence[float] | None = None,
+                 drop_probs: float | Sequence[float] = 0.0,
+                 sigma_w: float | None = None) -> None:
+        super().__init__()
+        in_channels, width, num_classes = (check_int(n, v) for n, v in (
+            ("in_channels", in_channels), ("width", width), ("num_classes", num_classes)))
+        depth, scales, probs = _resolve(depth, mode, scales, a, alpha, base_depth, drop_probs)
+        sigma_w = check_positive("sigma_w", _default_sigma_w(act) if sigma_w is None else sigma_w)
+        if image_shape is not None:
+            image_shape = tuple(int(v) for v in image_shape)
+            if len(image_shape) != 3 or image_shape[0] != in_channels:
+                raise ValueError(f"image_shape must be (in_channels={in_channels}, H, W), "
+                                 f"got {image_shape!r}")
+        self.image_shape = image_shape
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        nn.init.normal_(self.stem.weight, std=1.0 / math.sqrt(9 * in_channels))
+        nn.init.zeros_(self.stem.bias)
+        self.blocks = nn.ModuleList()
+        for s, p in zip(scales, probs, strict=True):
+            conv = skip_init(nn.Conv2d, width, width, 3, padding=1, bias=False)
+            nn.init.normal_(conv.weight, std=sigma_w / math.sqrt(9 * width))
+            self.blocks.append(ScaledResidual(nn.Sequential(activation_module(act), conv), s, p))
+        self.head = nn.Linear(width, num_classes)
+        nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(width))
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.image_shape is not None:
+            x = x.reshape(x.shape[0], *self.image_shape)  # (B, C, H, W)
+        y = self.stem(x)  # (B, width, H, W)
+        for block in self.blocks:
+            y = block(y)
+        return y.mean(dim=(2, 3))  # (B, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
