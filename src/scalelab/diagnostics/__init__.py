@@ -1,1 +1,33 @@
-"""scalelab.diagnostics."""
+"""Looking inside networks: propagation profiles, layer alignment, output fields.
+
+- :func:`propagation_profile` — per-layer variance, input correlation and gradient norm
+  (forward/backward hooks, any ``nn.Module``).
+- :func:`layer_alignment` — centred alignment of each layer's tangent kernel with the labels
+  (arXiv 2110.11749); :func:`layer_tangent_kernels` gives the kernels themselves.
+- :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
+- :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
+
+Pictures: :func:`scalelab.plots.plot_profile`, ``plot_alignment``, ``plot_output_field``.
+"""
+
+from ._alignment import centered_alignment as centered_alignment
+from ._alignment import label_matrix as label_matrix
+from ._alignment import layer_alignment as layer_alignment
+from ._alignment import layer_tangent_kernels as layer_tangent_kernels
+from ._field import output_field as output_field
+from ._models import from_torchscript as from_torchscript
+from ._models import load_state_dict_file as load_state_dict_file
+from ._models import reference_mlp as reference_mlp
+from ._models import reference_model as reference_model
+from ._profile import DEFAULT_LAYER_TYPES as DEFAULT_LAYER_TYPES
+from ._profile import LayerStats as LayerStats
+from ._profile import kernel_summary as kernel_summary
+from ._profile import propagation_profile as propagation_profile
+from ._profile import select_layers as select_layers
+
+__all__ = [
+    "DEFAULT_LAYER_TYPES", "LayerStats", "centered_alignment", "from_torchscript",
+    "kernel_summary", "label_matrix", "layer_alignment", "layer_tangent_kernels",
+    "load_state_dict_file", "output_field", "propagation_profile", "reference_mlp",
+    "reference_model", "select_layers",
+]
