@@ -1,1 +1,34 @@
-"""scalelab.prune."""
+"""Pruning at initialisation that stays trainable (arXiv 2002.08797).
+
+Scores (magnitude, random, SNIP, GraSP, SynFlow), exact top-k masks applied through
+``torch.nn.utils.prune``, the per-neuron rescaling trick that puts a pruned network back on
+the Edge of Chaos, and SBP-SR (sensitivity-based pruning of a Stable ResNet).
+``prune_at_init(model, sparsity, method=...)`` does it all and returns a :class:`PruneReport`.
+"""
+
+from ._at_init import METHODS as METHODS
+from ._at_init import prune_at_init as prune_at_init
+from ._masks import apply_masks_ as apply_masks_
+from ._masks import prunable_layers as prunable_layers
+from ._masks import topk_masks as topk_masks
+from ._report import LayerReport as LayerReport
+from ._report import LayerRescale as LayerRescale
+from ._report import PruneReport as PruneReport
+from ._rescale import record_dense_norms_ as record_dense_norms_
+from ._rescale import rescale_to_eoc_ as rescale_to_eoc_
+from ._scores import grasp_scores as grasp_scores
+from ._scores import magnitude_scores as magnitude_scores
+from ._scores import random_scores as random_scores
+from ._scores import snip_scores as snip_scores
+from ._synflow import synflow_masks as synflow_masks
+from ._synflow import synflow_scores as synflow_scores
+
+__all__ = [
+    "METHODS", "LayerRescale", "LayerReport", "PruneReport", "apply_masks_", "grasp_scores",
+    "magnitude_scores", "prunable_layers", "prune_at_init", "random_scores",
+    "record_dense_norms_", "rescale_to_eoc_", "snip_scores", "synflow_masks", "synflow_scores",
+    "topk_masks",
+]
+
+# Data pruning (scores and subset selection, arXiv 2302.06960): scalelab.prune.data.
+from . import data as data  # noqa: E402
