@@ -1,18 +1,14 @@
 """The Python examples in docs/collapse_and_lood.md run as written and print what they say."""
 
-import re
-from pathlib import Path
-
 import numpy as np
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "collapse_and_lood.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+from _docs import doc_blocks, run_block
+
+BLOCKS = doc_blocks("collapse_and_lood")
 
 
 def _run(index):
-    scope = {"__name__": "__doc__"}
-    exec(compile(BLOCKS[index], f"{DOC.name}[block {index}]", "exec"), scope)
-    return scope
+    return run_block("collapse_and_lood", index)
 
 
 def test_the_doc_has_two_examples():

@@ -1,15 +1,13 @@
 """The Python example in docs/data_pruning.md runs as written (so the documentation cannot rot)."""
 
-import re
-from pathlib import Path
+from _docs import doc_blocks, run_block
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "data_pruning.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+BLOCKS = doc_blocks("data_pruning")
 
 
-def test_the_doc_example_runs(capsys):
+def test_the_doc_example_runs(capsys, tmp_path):
     assert len(BLOCKS) == 1
-    exec(compile(BLOCKS[0], f"{DOC.name}[block 0]", "exec"), {"__name__": "__doc__"})
+    run_block("data_pruning", 0, tmp_path)
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == ["random", "el2n", "calibrated"]
     assert all("kept 72" in ln for ln in lines)

@@ -1,12 +1,11 @@
 """The Python examples in docs/lora.md run as written (so the documentation cannot rot)."""
 
-import re
-from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "lora.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+from _docs import doc_blocks, run_block
+
+BLOCKS = doc_blocks("lora")
 
 
 def test_the_doc_has_examples():
@@ -14,9 +13,9 @@ def test_the_doc_has_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_example_runs(index, capsys):
+def test_example_runs(index, capsys, tmp_path):
     pytest.importorskip("peft")
-    exec(compile(BLOCKS[index], f"{DOC.name}[block {index}]", "exec"), {"__name__": "__doc__"})
+    run_block("lora", index, tmp_path)
     if index == 0:
         out = capsys.readouterr().out
         assert "lora_A   lr=0.0001 weight_decay=0.01 tensors=4" in out

@@ -1,12 +1,12 @@
 """The Python examples in docs/residual.md run as written and print what the doc says."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "residual.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+from _docs import doc_blocks, run_block
+
+BLOCKS = doc_blocks("residual")
 
 
 def test_the_doc_has_examples():
@@ -14,8 +14,8 @@ def test_the_doc_has_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_example_runs(index, capsys):
-    exec(compile(BLOCKS[index], f"{DOC.name}[block {index}]", "exec"), {"__name__": "__doc__"})
+def test_example_runs(index, capsys, tmp_path):
+    run_block("residual", index, tmp_path)
     out = capsys.readouterr().out
     expected = {
         0: ["[0.5, 0.5, 0.5, 0.5]", "[1.0, 0.5, 0.3333333333333333, 0.25]"],

@@ -56,7 +56,7 @@ def test_train_classifier_equals_a_hand_written_sgd_loop(digits):
                 p -= 0.1 * p.grad
         losses.append(loss.item())
     assert curve.train_loss == pytest.approx(losses, rel=1e-6)
-    for a, b in zip(model.parameters(), ref.parameters()):
+    for a, b in zip(model.parameters(), ref.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -10,10 +10,14 @@ training split's statistics, and a seeded, stratified train/test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._errors import check_choice, check_fraction
+
+if TYPE_CHECKING:
+    import torch
 
 DIGIT_DATASETS = ("mnist", "sklearn-digits")
 
@@ -22,10 +26,10 @@ DIGIT_DATASETS = ("mnist", "sklearn-digits")
 class ArrayDataset:
     """A train/test split as torch tensors: ``x`` float32 ``(N, D)``, ``y`` int64 ``(N,)``."""
 
-    x_train: "torch.Tensor"  # noqa: F821
-    y_train: "torch.Tensor"  # noqa: F821
-    x_test: "torch.Tensor"  # noqa: F821
-    y_test: "torch.Tensor"  # noqa: F821
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
     num_classes: int
     name: str
 

@@ -1,0 +1,26 @@
+"""Every Python example in docs/ runs as written (docs with their own checks have a
+test_<area>_docs.py that also compares what they print)."""
+
+import pytest
+from _docs import doc_blocks, run_block
+
+CHECKED_ELSEWHERE = {"lora", "residual", "data_pruning", "collapse_and_lood"}
+SLOW = {"finetune"}  # loads the real pretrained MiniLM and trains it
+DOCS = ["covariance", "diagnostics", "eoc", "finetune", "pruning", "reproductions_lora"]
+
+CASES = [
+    pytest.param(name, i, id=f"{name}-{i}", marks=[pytest.mark.slow] if name in SLOW else [])
+    for name in DOCS
+    for i in range(len(doc_blocks(name)))
+]
+
+
+def test_every_doc_is_covered():
+    from _docs import DOCS as folder
+
+    assert {p.stem for p in folder.glob("*.md")} == set(DOCS) | CHECKED_ELSEWHERE
+
+
+@pytest.mark.parametrize("name,index", CASES)
+def test_example_runs(name, index, tmp_path):
+    run_block(name, index, tmp_path)
