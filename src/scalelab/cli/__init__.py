@@ -26,6 +26,11 @@ app = typer.Typer(
 
 # Command modules, in the order their commands appear in --help.
 _COMMAND_MODULES = (
+    "finetune",
+    "eoc",
+    "prune",
+    "prune_data",
+    "diagnose",
     "reproduce",
 )
 
