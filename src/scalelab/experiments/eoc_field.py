@@ -16,19 +16,19 @@ CLAIM = ("The output of a random tanh network (depth 100, width 100) over inputs
 SIGMA_B = 0.2
 
 
-def output_field_grid(weights, biases, resolution: int):
-    """The scalar output of the MLP (tanh, given layers) at every point of a grid on [0,1]^2.
-
-    A small local helper (the general tool is ``scalelab.diagnostics.output_field``).
-    """
+def tanh_mlp(weights, biases):
+    """An ``nn.Sequential`` MLP with the given layers and tanh between them (float64)."""
     import torch
+    from torch import nn
 
-    t = torch.linspace(0.0, 1.0, resolution, dtype=torch.float64)
-    yy, xx = torch.meshgrid(t, t, indexing="ij")
-    h = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (R*R, 2)
+    layers = []
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        h = (torch.tanh(h) if i > 0 else h) @ w.T + b
-    return h.reshape(resolution, resolution).numpy()
+        lin = nn.Linear(w.shape[1], w.shape[0], dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+        layers += [nn.Tanh(), lin] if i > 0 else [lin]
+    return nn.Sequential(*layers)
 
 
 def _roughness(field: np.ndarray) -> float:
@@ -43,6 +43,7 @@ def _roughness(field: np.ndarray) -> float:
 def run(ctx: Context) -> Outcome:
     import torch
 
+    from ..diagnostics import output_field
     from ..plots import plot_output_fields
     from ..theory import chi1, edge_of_chaos, fixed_point
 
@@ -59,7 +60,7 @@ def run(ctx: Context) -> Outcome:
     for name, sw in phases.items():
         ws = [z * sw / np.sqrt(z.shape[1]) for z in z_w]
         bs = [z * SIGMA_B for z in z_b]
-        f = output_field_grid(ws, bs, res)
+        f = output_field(tanh_mlp(ws, bs), resolution=res)
         q = fixed_point("tanh", sw, SIGMA_B).q
         c1 = float(chi1("tanh", sw, SIGMA_B, q))
         rms = float(np.sqrt(np.mean(f**2)))
