@@ -71,7 +71,7 @@ def run(ctx: Context) -> Outcome:
                    title=f"{ACT} MLPs on {s['dataset']} after training (stars: peaks)")
     plot_alignment({f"{r['depth']} hidden layers": r["alignment_init"] for r in runs},
                    ctx.path("alignment_at_init.png"), title="the same MLPs at initialisation")
-    ran = (f"Tanh MLPs (EOC init, width {s['width']}) with {list(s['depths'])} hidden layers, "
+    ran = (f"{ACT} MLPs (EOC init, width {s['width']}) with {list(s['depths'])} hidden layers, "
            f"trained {s['steps']} SGD steps (momentum 0.9, lr {s['lr']}) on {s['dataset']}; "
            f"centred tangent-kernel/label alignment of every Linear layer (readout included) on "
            f"{s['examples']} training examples, before and after training.")
