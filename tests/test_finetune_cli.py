@@ -39,9 +39,9 @@ def test_compare_writes_report_and_table(tiny, tmp_path, capsys):
         assert run["eval_steps"] == [2, 4, 6] and len(run["eval_loss"]) == 3
         assert run["final_eval_loss"] == run["eval_loss"][-1]
     assert (lora["variant"], lora["method"], lora["ratio"], lora["lr"]) == ("lora", "lora", 1.0,
-                                                                            3e-3)
+                                                                            2e-3)
     assert (plus["method"], plus["ratio"], plus["lr"], plus["head_lr"]) == ("loraplus", 16.0,
-                                                                            5e-4, 3e-3)
+                                                                            2.5e-4, 3e-3)
     assert report["target_loss"] == min(lora["eval_loss"])
     for run in report["runs"]:
         hits = [s for s, v in zip(run["eval_steps"], run["eval_loss"], strict=True)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import typer
 
+from ..train.config import DEFAULT_HEAD_LR, DEFAULT_LR
+
 _HELP = "\n\n".join([
     "Fine-tune a pretrained model with LoRA or LoRA+ (arXiv 2402.12354), offline.",
     "With no options: the embedded MiniLM-L6 encoder on tweet sentiment (3 classes) with "
-    "LoRA+ (ratio 16). Default lrs (LoRA 3e-3; LoRA+ 5e-4 with the classifier head at 3e-3) "
-    "come from the sweep in ANCHORS.md. Writes OUT/run.json and a checkpoint (every "
+    f"LoRA+ (ratio 16). Default lrs (LoRA {DEFAULT_LR['lora']:g}; LoRA+ "
+    f"{DEFAULT_LR['loraplus']:g} with the classifier head at {DEFAULT_HEAD_LR:g}) come from "
+    "the tuning stage of benchmarks/finetune_speedup.py. Writes OUT/run.json and a checkpoint (every "
     "--checkpoint-every steps and on Ctrl-C / SIGTERM); --resume continues it exactly.",
     "--compare lora,loraplus (or init-a,init-b) runs the variants with the same seed and data "
     "order, prints a table and writes OUT/report.json and OUT/loss.png.",
@@ -41,11 +44,11 @@ def finetune_cmd(
     dataset: str = typer.Option("tweets", "--dataset", help="tweets, bbc, chat (causal LM), or a "
                                 ".csv/.jsonl file with text,label or prompt,response columns."),
     lr: float = typer.Option(None, "--lr", help="Base lr (LoRA's lr; LoRA+'s lr of A). Default: "
-                             "3e-3 for lora, 5e-4 for loraplus."),
+                             f"{DEFAULT_LR['lora']:g} for lora, {DEFAULT_LR['loraplus']:g} for loraplus."),
     ratio: float = typer.Option(16.0, "--ratio", help="LoRA+ ratio lr_B / lr_A."),
     head_lr: str = typer.Option(None, "--head-lr", help="lr of the classifier head (a number) or "
-                                "'official' (LoRA+ code's rule). Default: lr for lora, 3e-3 for "
-                                "loraplus."),
+                                "'official' (LoRA+ code's rule). Default: lr for lora, "
+                                f"{DEFAULT_HEAD_LR:g} for loraplus."),
     rank: int = typer.Option(8, "--rank", help="LoRA rank r."),
     alpha: float = typer.Option(8.0, "--alpha", help="LoRA alpha (scale alpha / r)."),
     targets: str = typer.Option(None, "--targets", help="Comma-separated module names to adapt "
