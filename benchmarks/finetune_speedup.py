@@ -37,6 +37,8 @@ import statistics
 import time
 from pathlib import Path
 
+from scalelab.train.report import best_loss, steps_to_target
+
 HERE = Path(__file__).resolve().parent
 HEAD_OWN = 3e-3
 
@@ -62,19 +64,11 @@ def smooth(values: list[float | None]) -> list[float | None]:
     return out
 
 
-def first_at_or_below(steps: list[int], values: list[float | None], target: float) -> int | None:
-    from scalelab.train.report import steps_to_target
-
-    return steps_to_target(steps, values, target)
-
-
 def best_smoothed(run: dict) -> tuple[float, int] | tuple[None, None]:
     """The lowest smoothed eval loss and the first step at which the smoothed curve hits it."""
-    from scalelab.train.report import best_loss
-
     sm = smooth(run["eval_loss"])
     best = best_loss(sm)
-    return (best, first_at_or_below(run["eval_steps"], sm, best)) if best is not None else (
+    return (best, steps_to_target(run["eval_steps"], sm, best)) if best is not None else (
         None, None)
 
 
@@ -134,13 +128,13 @@ def main() -> None:
     target0 = best_smoothed(best_lora[1])[0]
 
     def plus_key(t):
-        steps_ = first_at_or_below(t[1]["eval_steps"], smooth(t[1]["eval_loss"]), target0)
+        steps_ = steps_to_target(t[1]["eval_steps"], smooth(t[1]["eval_loss"]), target0)
         return (steps_ is None, steps_ or 0, best_smoothed(t[1])[0] or float("inf"))
     best_plus = min(((o, r) for o, r in tuning if o["method"] == "loraplus"), key=plus_key)
     rows1 = []
     for o, r in tuning:
         b, at = best_smoothed(r)
-        reach = first_at_or_below(r["eval_steps"], smooth(r["eval_loss"]), target0)
+        reach = steps_to_target(r["eval_steps"], smooth(r["eval_loss"]), target0)
         rows1.append({"config": describe(o), "overrides": o, "best_smoothed": b, "at": at,
                       "reaches_lora_best_at": reach, "final_accuracy": r["accuracy"],
                       "status": r["status"]})
@@ -151,7 +145,7 @@ def main() -> None:
         lr_run = run_cached(best_lora[0], s, base, cache, acc)
         pl_run = run_cached(best_plus[0], s, base, cache, acc)
         target, step_l = best_smoothed(lr_run)
-        step_p = first_at_or_below(pl_run["eval_steps"], smooth(pl_run["eval_loss"]), target)
+        step_p = steps_to_target(pl_run["eval_steps"], smooth(pl_run["eval_loss"]), target)
         rows2.append({"seed": s, "lora_best_smoothed": target, "lora_step": step_l,
                       "loraplus_best_smoothed": best_smoothed(pl_run)[0],
                       "loraplus_step": step_p,

@@ -14,8 +14,8 @@ _HELP = "\n\n".join([
     "With no options: the embedded MiniLM-L6 encoder on tweet sentiment (3 classes) with "
     f"LoRA+ (ratio 16). Default lrs (LoRA {DEFAULT_LR['lora']:g}; LoRA+ "
     f"{DEFAULT_LR['loraplus']:g} with the classifier head at {DEFAULT_HEAD_LR:g}) come from "
-    "the tuning stage of benchmarks/finetune_speedup.py. Writes OUT/run.json and a checkpoint (every "
-    "--checkpoint-every steps and on Ctrl-C / SIGTERM); --resume continues it exactly.",
+    "the tuning stage of benchmarks/finetune_speedup.py. Writes OUT/run.json and a checkpoint "
+    "(every --checkpoint-every steps and on Ctrl-C / SIGTERM); --resume continues it exactly.",
     "--compare lora,loraplus (or init-a,init-b) runs the variants with the same seed and data "
     "order, prints a table and writes OUT/report.json and OUT/loss.png.",
     "Exit status: 0 ok, 1 a run diverged (non-finite loss), 2 bad input, 130/143 interrupted "
@@ -44,7 +44,8 @@ def finetune_cmd(
     dataset: str = typer.Option("tweets", "--dataset", help="tweets, bbc, chat (causal LM), or a "
                                 ".csv/.jsonl file with text,label or prompt,response columns."),
     lr: float = typer.Option(None, "--lr", help="Base lr (LoRA's lr; LoRA+'s lr of A). Default: "
-                             f"{DEFAULT_LR['lora']:g} for lora, {DEFAULT_LR['loraplus']:g} for loraplus."),
+                             f"{DEFAULT_LR['lora']:g} for lora, {DEFAULT_LR['loraplus']:g} "
+                             "for loraplus."),
     ratio: float = typer.Option(16.0, "--ratio", help="LoRA+ ratio lr_B / lr_A."),
     head_lr: str = typer.Option(None, "--head-lr", help="lr of the classifier head (a number) or "
                                 "'official' (LoRA+ code's rule). Default: lr for lora, "

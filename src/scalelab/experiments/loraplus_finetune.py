@@ -4,8 +4,9 @@ Both fine-tune the embedded MiniLM-L6 encoder on tweet sentiment (3 classes) wit
 ``scalelab.train.compare`` — same seed, same data order for every variant.
 
 - ``loraplus-finetune`` (arXiv 2402.12354): LoRA against LoRA+ (ratio 16, head at its own
-  lr), each at the default lr of ``scalelab finetune`` (``train.config.DEFAULT_LR``). Speedup = the step at which LoRA
-  reaches its best eval loss / the first step at which LoRA+ reaches that loss.
+  lr), each at the default lr of ``scalelab finetune`` (``train.config.DEFAULT_LR``).
+  Speedup = the step at which LoRA reaches its best eval loss / the first step at which
+  LoRA+ reaches that loss.
 - ``lora-init-finetune`` (arXiv 2406.08447): plain LoRA with Init[A] against Init[B] at a
   few learning rates; the claim is that Init[A] reaches the lower loss at its best lr.
 
@@ -42,7 +43,6 @@ def _size(ctx: Context, steps: int = 200) -> dict[str, int]:
 def _run_loraplus(ctx: Context) -> Outcome:
     from ..plots import plot_finetune_curves
     from ..train import FinetuneConfig, compare
-    from ..train.config import DEFAULT_HEAD_LR, DEFAULT_LR
 
     cfg = FinetuneConfig(seed=ctx.seed, **_size(ctx))
     report = compare(cfg, ("lora", "loraplus"), ctx.path("runs"), quiet=True)
@@ -70,8 +70,8 @@ def _run_loraplus(ctx: Context) -> Outcome:
         observed += " Quick mode (a few steps) is a smoke test: not judged."
     ran = (f"MiniLM-L6 + tweet sentiment, LoRA r=8 alpha=8 on query/value, batch 16, length "
            f"48, {cfg.steps} steps, eval on {cfg.eval_size} held-out tweets every "
-           f"{cfg.eval_every} steps, seed {ctx.seed}: LoRA lr {DEFAULT_LR['lora']:g} vs LoRA+ ratio "
-           f"{cfg.ratio:g}, lr {DEFAULT_LR['loraplus']:g}, head lr {DEFAULT_HEAD_LR:g} (one seed; "
+           f"{cfg.eval_every} steps, seed {ctx.seed}: LoRA lr {lora['lr']:g} vs LoRA+ ratio "
+           f"{plus['ratio']:g}, lr {plus['lr']:g}, head lr {plus['head_lr']:g} (one seed; "
            "benchmarks/finetune_speedup.py averages seeds).")
     return Outcome(result=result, figures=["loss.png"], ran=ran, observed=observed,
                    claim_holds=holds)
