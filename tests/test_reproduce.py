@@ -33,3 +33,24 @@ def test_quick_run_writes_report(exp, tmp_path):
         assert f.endswith(".png") and (tmp_path / f).stat().st_size > 1000
     report = (tmp_path / "REPORT.md").read_text()
     assert exp.claim in report and "## What came out" in report
+
+
+def test_report_records_criterion_seeds_and_spread(tmp_path):
+    from scalelab.experiments import Experiment, Outcome
+    from scalelab.experiments._common import spread
+
+    def run(ctx):
+        vals = [0.1, 0.3]
+        return Outcome(result={"x": 1}, claim_holds=True, seeds=[ctx.seed, ctx.seed + 1],
+                       spread={"gain": spread(vals, [ctx.seed, ctx.seed + 1])})
+
+    exp = Experiment(name="t-exp", description="d", paper="p", claim="c", run=run,
+                     criterion="gain > 0 on every seed", min_seeds=3)
+    doc = run_experiment(exp, tmp_path, seed=5)
+    assert doc["criterion"] == "gain > 0 on every seed"
+    assert doc["seeds"] == [5, 6] and doc["indicative"] is True
+    assert doc["verdict"] == "indicative: holds"
+    assert doc["spread"]["gain"]["per_seed"] == {"5": 0.1, "6": 0.3}
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "gain > 0 on every seed" in report and "indicative only" in report
+    assert "range [0.1, 0.3] over 2 seed(s)" in report

@@ -34,7 +34,13 @@ class Outcome:
     ``result`` is JSON-able data (the numbers behind the figures); ``figures`` are file names
     written into ``out_dir``; ``ran`` says what was run and ``observed`` what came out, in a
     sentence or two each; ``claim_holds`` is the experiment's own verdict (``None`` when it
-    does not judge).
+    does not judge), reached by the experiment's fixed ``criterion``.
+
+    ``seeds`` lists the seeds the verdict rests on, and ``spread`` holds, for every judged
+    difference, its spread over those seeds (a :func:`._common.spread` record: mean, sd,
+    min, max, per seed). A verdict resting on fewer seeds than the experiment's
+    ``min_seeds`` is reported as *indicative*; ``indicative=True`` says so for other reasons
+    too (e.g. a quick mode whose sizes are too small to judge the claim).
     """
 
     result: dict[str, Any]
@@ -42,11 +48,21 @@ class Outcome:
     ran: str = ""
     observed: str = ""
     claim_holds: bool | None = None
+    seeds: list[int] = field(default_factory=list)
+    spread: dict[str, Any] = field(default_factory=dict)
+    indicative: bool = False
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One reproduction: a paper's claim and the function that checks it."""
+    """One reproduction: a paper's claim, the criterion that judges it, and the function that
+    runs it.
+
+    ``criterion`` states, in words, the rule that decides ``claim_holds``; it is written in
+    the code before any number is produced and copied into ``result.json`` and
+    ``REPORT.md``. ``min_seeds`` is the number of seeds the criterion needs before a verdict
+    counts as more than indicative.
+    """
 
     name: str
     description: str
@@ -54,6 +70,8 @@ class Experiment:
     claim: str
     run: Callable[[Context], Outcome]
     slow_quick: bool = False  # its --quick run loads a real pretrained model (tests mark it slow)
+    criterion: str = ""
+    min_seeds: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):

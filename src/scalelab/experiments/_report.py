@@ -42,13 +42,21 @@ def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool =
     missing = [f for f in outcome.figures if not (out / f).is_file()]
     if missing:
         raise RuntimeError(f"experiment {exp.name!r} did not write its figures: {missing}")
+    seeds = [int(s) for s in outcome.seeds] or [seed]
+    indicative = bool(outcome.indicative or len(seeds) < exp.min_seeds)
     doc = {
         "name": exp.name,
         "paper": exp.paper,
         "claim": exp.claim,
+        "criterion": exp.criterion,
         "quick": quick,
         "seed": seed,
+        "seeds": seeds,
+        "min_seeds": exp.min_seeds,
         "claim_holds": outcome.claim_holds,
+        "verdict": verdict_text(outcome.claim_holds, indicative),
+        "indicative": indicative,
+        "spread": to_jsonable(outcome.spread),
         "wall_s": round(wall, 3),
         "machine": _machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -60,8 +68,33 @@ def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool =
     return doc
 
 
+def verdict_text(claim_holds: bool | None, indicative: bool) -> str:
+    """``"holds"``, ``"does not hold"`` or ``"not judged"``, prefixed ``"indicative: "`` when
+    the verdict rests on fewer seeds than the criterion needs (or the run says so)."""
+    word = {True: "holds", False: "does not hold", None: "not judged"}[claim_holds]
+    return f"indicative: {word}" if indicative and claim_holds is not None else word
+
+
+def _spread_lines(spread: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, rec in spread.items():
+        if isinstance(rec, dict) and "mean" in rec:
+            sd = rec.get("sd")
+            lines.append(f"- {name}: mean {rec['mean']:.4g}"
+                         + (f", sd {sd:.2g}" if sd is not None else "")
+                         + f", range [{rec['min']:.4g}, {rec['max']:.4g}] over {rec['n']} "
+                         "seed(s)")
+        else:
+            lines.append(f"- {name}: {rec}")
+    return lines
+
+
 def _report_md(exp: Experiment, outcome, doc: dict[str, Any]) -> str:
     verdict = {True: "**holds**", False: "**does not hold**", None: "not judged"}[outcome.claim_holds]
+    if doc["indicative"] and outcome.claim_holds is not None:
+        why = (f"{len(doc['seeds'])} seed(s), fewer than the {exp.min_seeds} the criterion needs"
+               if len(doc["seeds"]) < exp.min_seeds else "sizes too small to judge the claim")
+        verdict += f" — indicative only: {why}"
     lines = [
         f"# {exp.name}",
         "",
@@ -72,15 +105,22 @@ def _report_md(exp: Experiment, outcome, doc: dict[str, Any]) -> str:
         "## Claim",
         exp.claim,
         "",
+        "## Criterion (fixed in the code before the run)",
+        exp.criterion or "(none stated)",
+        "",
         "## What was run",
         outcome.ran or "(not stated)",
         "",
-        f"Mode: {'quick' if doc['quick'] else 'full'}; seed {doc['seed']}; "
+        f"Mode: {'quick' if doc['quick'] else 'full'}; seeds {', '.join(map(str, doc['seeds']))}; "
         f"{doc['wall_s']:.1f} s on {doc['machine']} ({doc['date']}).",
         "",
         "## What came out",
         outcome.observed or "(not stated)",
         "",
+    ]
+    if doc["spread"]:
+        lines += ["Spread of the judged quantities:", ""] + _spread_lines(doc["spread"]) + [""]
+    lines += [
         f"Verdict at this size: the claim {verdict}.",
         "",
     ]

@@ -1,0 +1,74 @@
+"""Helpers every reproduction shares: seed lists, spreads over seeds, log-log slopes, sizes.
+
+One convention for all experiments: a module defines ``run(ctx) -> Outcome`` and calls
+:func:`scalelab.experiments.register` once with an ``Experiment`` whose ``criterion`` is the
+fixed rule that decides ``claim_holds``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ._registry import Context
+
+T = TypeVar("T")
+
+
+def seeds_for(ctx: Context, n: int) -> list[int]:
+    """``n`` consecutive seeds starting at the run's ``--seed``."""
+    return [ctx.seed + i for i in range(int(n))]
+
+
+def sized(ctx: Context, quick: T, full: T) -> T:
+    """``quick`` in ``--quick`` mode, ``full`` otherwise."""
+    return quick if ctx.quick else full
+
+
+def spread(values: Sequence[float], seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Mean, sample sd (``None`` for one value), min, max and the values of a judged quantity.
+
+    ``seeds`` (same length) labels the values in the record's ``per_seed``.
+    """
+    v = np.asarray([float(x) for x in values], dtype=float)
+    if v.size == 0:
+        raise ValueError("spread needs at least one value")
+    rec: dict[str, Any] = {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
+    rec["per_seed"] = ({str(s): float(x) for s, x in zip(seeds, v, strict=True)}
+                       if seeds is not None else [float(x) for x in v])
+    return rec
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of log y against log x over the points where both are > 0 and
+    finite (``nan`` with fewer than two such points)."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = (xa > 0) & (ya > 0) & np.isfinite(xa) & np.isfinite(ya)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(xa[ok]), np.log(ya[ok]), 1)[0])
+
+
+def loglog_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Slope, intercept and the slope's 95% confidence half-width of a log-log least-squares
+    fit (Student t with n - 2 degrees of freedom; ``nan`` half-width with < 3 points)."""
+    from scipy import stats
+
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = (xa > 0) & (ya > 0) & np.isfinite(xa) & np.isfinite(ya)
+    lx, ly = np.log(xa[ok]), np.log(ya[ok])
+    if lx.size < 2:
+        return {"slope": math.nan, "intercept": math.nan, "ci95": math.nan, "n": int(lx.size)}
+    fit = stats.linregress(lx, ly)
+    half = (float(stats.t.ppf(0.975, lx.size - 2) * fit.stderr) if lx.size > 2 else math.nan)
+    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "ci95": half,
+            "n": int(lx.size)}
