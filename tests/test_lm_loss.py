@@ -360,3 +360,20 @@ def test_wrapper_under_ddp(tiny_causal, tmp_path):
     assert n == n_ref
     for p, q in zip(_trainable(wrapped.model), _trainable(plain), strict=True):
         torch.testing.assert_close(p.grad, q.grad / n_ref, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_bf16_and_autocast():
+    # On CUDA: bf16 leaves, and fp32 leaves under bf16 autocast (as Accelerate runs it).
+    for dtype, autocast in ((torch.bfloat16, False), (torch.float32, True)):
+        h, w, b, t = _leaves(3000, 64, 1000, dtype, True)
+        h, w, b, t = (x.detach().cuda().requires_grad_(x.requires_grad) if x.is_floating_point()
+                      else x.cuda() for x in (h, w, b, t))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            ours = linear_cross_entropy(h, w, t, bias=b, chunk_size=512)
+            ref = _reference(h, w, t, b)
+        torch.testing.assert_close(ours, ref, rtol=2e-3, atol=1e-3)
+        for g_ours, g_ref in zip(_grads(ours, (h, w, b)), _grads(ref, (h, w, b)), strict=True):
+            assert g_ours.dtype == g_ref.dtype
+            assert (g_ours.float() - g_ref.float()).abs().max() <= 2e-2 * g_ref.float().abs().max()
