@@ -12,9 +12,13 @@ steps), all positions scored. Variants, in one run on one device:
 - b: PEFT + ``torch.compile(model)`` (whole model), fused AdamW;
 - c: scalelab: ``compile_regions`` (decoder blocks compiled in place), fused LoRA+ AdamW
   (``fast_optimizer``), ``ScoredCausalLM`` (LM head + cross-entropy fused in 1024-row
-  chunks: the 8k x 32k logits never exist);
-- optional ablations (``--variants``): c_tf32 (c + TF32 for the fp32 LoRA matmuls),
-  c_eager (c without compilation), c_graphs (c with ``mode="reduce-overhead"``, CUDA graphs).
+  chunks, the chunk arithmetic compiled on CUDA: the 8k x 32k logits never exist), TF32
+  for the fp32 matmuls that remain (PEFT's fp32 LoRA adapters);
+- c_notf32: c without TF32 (the ablation that isolates it);
+- c_autocast: c with the adapters computing in bf16 under autocast (``autocast_lora``:
+  no fp32 activation copies; fp32 master weights) instead of TF32;
+- and, with ``--variants``: c_eager (c without any compilation), c_graphs (c with
+  ``mode="reduce-overhead"``, CUDA graphs).
 
 Measured per variant: step time (median of steps 6..50, each step ends with ``float(loss)``
 as a training loop does), tokens/s = batch * seq / step, time to first step (from the
@@ -34,7 +38,7 @@ Pass rule (fixed before any GPU number): c >= 2.2x a and >= 1.3x b in tokens/s; 
 memory <= a's; the loss of every step within 2% of a's (bf16: 8 mantissa bits, ~0.4% per
 rounding, over 50 steps); LoRA+ groups of c identical to a's.
 
-Run on the GPU machine (one call, ~4 min): ``PYTHONPATH=src python
+Run on the GPU machine (one call, ~6 min): ``PYTHONPATH=src python
 benchmarks/gpu_finetune_throughput.py`` -- writes benchmarks/results/gpu_finetune_throughput.json
 and, when ``$OUT`` is set (the device tool), a copy there. CPU development: ``--small``
 (hidden 128, 2 layers, vocab 8000, batch 4 x 128, 10 steps, fp32; about 2 minutes of
@@ -45,6 +49,7 @@ Needs only torch, transformers, peft (accelerate not used) and scalelab from the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -67,9 +72,10 @@ LR, RATIO, SEED = 2e-4, 16.0, 0
 VARIANTS = {
     "a": "PEFT eager + AdamW (foreach)",
     "b": "PEFT + torch.compile + fused AdamW",
-    "c": "scalelab: compile_regions + fused LoRA+ AdamW + fused chunked CE",
-    "c_tf32": "c + TF32 for the fp32 LoRA matmuls",
-    "c_eager": "c without compilation (fused CE + fused AdamW only)",
+    "c": "scalelab: compile_regions + fused LoRA+ AdamW + fused CE + TF32 LoRA",
+    "c_notf32": "c without TF32",
+    "c_autocast": "c with bf16 autocast LoRA instead of TF32",
+    "c_eager": "c without compilation",
     "c_graphs": "c with mode='reduce-overhead' (CUDA graphs)",
 }
 DATASHEET_PEAK_TFLOPS = 989.5  # dense bf16, H100/H200 SXM
@@ -133,7 +139,12 @@ def run_variant(name: str, cfg: dict, device: str, dtype: torch.dtype, get_batch
                 profile: bool) -> dict:
     from scalelab.lora import create_loraplus_optimizer
     from scalelab.nn.lm_loss import ScoredCausalLM
-    from scalelab.train.fast import compile_regions, fast_optimizer, use_tf32_matmuls
+    from scalelab.train.fast import (
+        autocast_lora,
+        compile_regions,
+        fast_optimizer,
+        use_tf32_matmuls,
+    )
 
     cuda = device == "cuda"
     torch._dynamo.reset()
@@ -143,7 +154,12 @@ def run_variant(name: str, cfg: dict, device: str, dtype: torch.dtype, get_batch
         torch.cuda.reset_peak_memory_stats()
     model = build(cfg, device, dtype)
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    tf32 = use_tf32_matmuls() if name == "c_tf32" else _null()
+    if name in ("c", "c_eager", "c_graphs"):
+        context = use_tf32_matmuls()
+    elif name == "c_autocast":
+        context = autocast_lora(model, torch.bfloat16)
+    else:
+        context = contextlib.nullcontext()
     t_setup = time.perf_counter()
     if name == "a":
         opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, ratio=RATIO)
@@ -162,7 +178,7 @@ def run_variant(name: str, cfg: dict, device: str, dtype: torch.dtype, get_batch
             kw = {"mode": "reduce-overhead"} if name == "c_graphs" else {}
             compile_regions(model, **kw)
         opt = fast_optimizer(model, lr=LR, ratio=RATIO)  # fused on CUDA only
-        wrapped = ScoredCausalLM(model)
+        wrapped = ScoredCausalLM(model, compile_chunks=cuda and name != "c_eager")
 
         def loss_of(ids, labels):
             loss_sum, n = wrapped(ids, None, labels)
@@ -179,7 +195,7 @@ def run_variant(name: str, cfg: dict, device: str, dtype: torch.dtype, get_batch
         return float(loss.detach())  # syncs, as a training loop that logs the loss does
 
     losses, times = [], []
-    with tf32:
+    with context:
         for s in range(cfg["steps"]):
             t0 = time.perf_counter()
             losses.append(step(s))
@@ -196,14 +212,6 @@ def run_variant(name: str, cfg: dict, device: str, dtype: torch.dtype, get_batch
            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
            "profile": table}
     return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _profile(step, start: int, cuda: bool) -> str:
@@ -228,7 +236,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # PEFT 0.21
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="the CPU development configuration")
-    p.add_argument("--variants", default="a,b,c", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=None,
+                   help=f"comma list of {', '.join(VARIANTS)} (default a,b,c,c_notf32,c_autocast; "
+                        "a,b,c with --small, where TF32 does nothing)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                    help="profile 3 extra steps of b and c (default: on for the full work)")
@@ -240,7 +250,8 @@ def main() -> None:
     cfg = dict(SMALL if args.small else FULL)
     if args.steps:
         cfg["steps"] = args.steps
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    variants = args.variants or ("a,b,c" if args.small else "a,b,c,c_notf32,c_autocast")
+    names = [v.strip() for v in variants.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad:
         p.error(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")

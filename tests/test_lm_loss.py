@@ -56,6 +56,32 @@ def test_matches_full_logits(dtype, rtol, atol, chunk, reduction, bias):
         torch.testing.assert_close(g_ours, g_ref, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_compile_chunks_math_uncompiled(monkeypatch, bias):
+    # The out-of-place arithmetic that compile_chunks compiles, run eagerly here: the same
+    # loss and gradients as the full-logits oracle (the compiled run is the slow test below).
+    import scalelab.nn.lm_loss as mod
+
+    monkeypatch.setitem(mod._COMPILED, "fn", mod._chunk_math)
+    h, w, b, t = _leaves(19, 8, 23, torch.float64, bias)
+    ours = linear_cross_entropy(h, w, t, bias=b, chunk_size=4, compile_chunks=True)
+    ref = _reference(h, w, t, b)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-13)
+    for g_ours, g_ref in zip(_grads(ours, (h, w, b)), _grads(ref, (h, w, b)), strict=True):
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.slow
+def test_compile_chunks_compiled():
+    # Inductor reassociates fp32 reductions: 1e-5 relative.
+    h, w, b, t = _leaves(40, 16, 37, torch.float32, True)
+    ours = linear_cross_entropy(h, w, t, bias=b, chunk_size=16, compile_chunks=True)
+    ref = _reference(h, w, t, b)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    for g_ours, g_ref in zip(_grads(ours, (h, w, b)), _grads(ref, (h, w, b)), strict=True):
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-6)
+
+
 def test_backward_scales_by_grad_output():
     h, w, _, t = _leaves(10, 6, 11, torch.float64, False)
     g1 = _grads(linear_cross_entropy(h, w, t, chunk_size=3), (h, w))
@@ -351,7 +377,7 @@ def test_wrapper_under_ddp(tiny_causal, tmp_path):
                             world_size=1)
     try:
         wrapped = ScoredCausalLM(_llama(tiny_causal), chunk_size=3)
-        assert wrapped.fused
+        assert wrapped.fused and wrapped._no_split_modules == ["LlamaDecoderLayer"]
         ddp = DDP(wrapped)
         loss, n = ddp(ids, mask, labels)
         (loss / n).backward()

@@ -7,6 +7,7 @@ import torch
 
 from scalelab.nn.lm_loss import scored_causal_lm_loss
 from scalelab.train.fast import (
+    autocast_lora,
     compile_regions,
     decoder_blocks,
     fast_optimizer,
@@ -175,6 +176,27 @@ def test_use_tf32_matmuls_restores():
     with use_tf32_matmuls():
         assert torch.get_float32_matmul_precision() == "high"
     assert torch.get_float32_matmul_precision() == before
+
+
+def test_autocast_lora_runs_adapters_in_bf16(tiny_causal):
+    # A bf16 base with PEFT's fp32 adapters: inside autocast_lora the adapters' matmuls see
+    # bf16 inputs (PEFT's cast to fp32 is off); the loss stays that of the eager bf16 model
+    # to bf16 precision (~3 significant digits), and the flags come back.
+    model = _lora(tiny_causal, torch.bfloat16)
+    lora_a = model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"]
+    assert lora_a.weight.dtype == torch.float32
+    seen = []
+    hook = lora_a.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    batch = _batch(model.config.vocab_size)
+    ref, n = scored_causal_lm_loss(model, batch["input_ids"], batch["attention_mask"],
+                                   batch["labels"])
+    with autocast_lora(model):
+        loss, n2 = scored_causal_lm_loss(model, batch["input_ids"], batch["attention_mask"],
+                                         batch["labels"])
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16] and n2 == n
+    torch.testing.assert_close(loss, ref, rtol=2e-2, atol=0)
+    assert all(getattr(m, "cast_input_dtype_enabled", True) for m in model.modules())
 
 
 # --- GPU (deselected by default; run with -m gpu on a CUDA machine) --------------------------

@@ -11,7 +11,9 @@
   with per-example ``position_ids`` (transformers' ``DataCollatorWithFlattening``); a decoder
   given ``position_ids`` and no ``attention_mask`` keeps attention inside each example.
 - :func:`use_tf32_matmuls`: TF32 tensor cores for the fp32 matmuls that remain in a bf16 run
-  (PEFT keeps LoRA adapters in fp32), a context manager that restores the setting.
+  (PEFT keeps LoRA adapters in fp32), a context manager that restores the setting;
+  :func:`autocast_lora`, the alternative: the fp32 adapters compute in bf16 under autocast
+  (no fp32 copies of the activations), master weights and optimizer state kept in fp32.
 
 With :func:`scalelab.nn.lm_loss.scored_causal_lm_loss` (the fused, chunked LM head on the
 scored rows) these make the path measured by ``benchmarks/gpu_finetune_throughput.py``;
@@ -132,6 +134,39 @@ def use_tf32_matmuls() -> Iterator[None]:
         yield
     finally:
         torch.set_float32_matmul_precision(old)
+
+
+@contextlib.contextmanager
+def autocast_lora(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
+    """Within the block, fp32 LoRA adapters compute in ``dtype``: ``torch.autocast(dtype)``
+    with PEFT's input casting off (``cast_input_dtype_enabled = False`` on every PEFT layer,
+    as ``peft.helpers.disable_input_dtype_casting`` does).
+
+    For a bf16 base model with PEFT's fp32 adapters: PEFT casts each LoRA input to fp32 and
+    runs the adapter in fp32 (an fp32 copy of the activation per projection); here the adapter
+    runs in bf16 on the bf16 activation, while its master weights, gradients and AdamW state
+    stay fp32. Numerical caveat: the adapter's matmuls round to bf16 like the base ones. The
+    flags are restored on exit.
+    """
+    layers = [m for m in model.modules() if _is_peft_layer(m)]
+    old = [getattr(m, "cast_input_dtype_enabled", True) for m in layers]
+    device_type = next(model.parameters()).device.type
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    try:
+        with torch.autocast(device_type, dtype=dtype):
+            yield
+    finally:
+        for m, flag in zip(layers, old, strict=True):
+            m.cast_input_dtype_enabled = flag
+
+
+def _is_peft_layer(module: nn.Module) -> bool:
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover - PEFT not installed: no PEFT layers either
+        return False
+    return isinstance(module, BaseTunerLayer)
 
 
 def packed_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
