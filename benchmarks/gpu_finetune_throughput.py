@@ -39,10 +39,11 @@ memory <= a's; the loss of every step within 2% of a's (bf16: 8 mantissa bits, ~
 rounding, over 50 steps); LoRA+ groups of c identical to a's.
 
 Run on the GPU machine (one call, ~6 min): ``PYTHONPATH=src python
-benchmarks/gpu_finetune_throughput.py`` -- writes benchmarks/results/gpu_finetune_throughput.json
-and, when ``$OUT`` is set (the device tool), a copy there. CPU development: ``--small``
-(hidden 128, 2 layers, vocab 8000, batch 4 x 128, 10 steps, fp32; about 2 minutes of
-CPU time, mostly compilation).
+benchmarks/gpu_finetune_throughput.py`` -- writes
+benchmarks/results/gpu_finetune_throughput.json and, when ``$OUT`` is set (the device
+tool), a copy there. CPU development: ``--small`` (hidden 128, 2 layers, vocab 8000, batch
+4 x 128, 10 steps, fp32; about 2 minutes of CPU time, mostly compilation; writes
+..._small.json).
 Needs only torch, transformers, peft (accelerate not used) and scalelab from the tree.
 """
 
@@ -245,7 +246,8 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=DATASHEET_PEAK_TFLOPS)
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="skip the remaining variants once this much time has passed")
-    p.add_argument("--out", default=str(HERE / "results" / "gpu_finetune_throughput.json"))
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/"
+                   "gpu_finetune_throughput.json, or ..._small.json with --small)")
     args = p.parse_args()
     cfg = dict(SMALL if args.small else FULL)
     if args.steps:
@@ -342,7 +344,8 @@ def main() -> None:
     doc = {"protocol": __doc__, "config": cfg, "small": args.small, "env": env, "flops": fl,
            "peak_tflops": args.peak_tflops, "runs": runs, "verdict": verdict,
            "wall_s": time.perf_counter() - t_all}
-    out = Path(args.out)
+    out = Path(args.out or HERE / "results" / (
+        "gpu_finetune_throughput_small.json" if args.small else "gpu_finetune_throughput.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out}")

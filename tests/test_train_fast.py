@@ -162,6 +162,24 @@ def test_packed_batch_equals_padded(tiny_causal):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("row_length", [17, 30])
+def test_packed_rows_equal_padded(tiny_causal, row_length):
+    # Rows of 17 (the longest example): 17 | 11 + 6 (a full row each). Rows of 30:
+    # 17 + 11 | 6 + filler; the filler block is unscored and attends only to itself.
+    model = _lora(tiny_causal, torch.float64)
+    batch = _batch(model.config.vocab_size)
+    packed = packed_batch(batch, row_length=row_length)
+    assert packed["input_ids"].shape == ((2, 17) if row_length == 17 else (2, 28))
+    ref, n_ref, g_ref = _loss_and_grads(model, batch)
+    loss, n, g = _loss_and_grads(model, packed)
+    assert n == n_ref
+    torch.testing.assert_close(loss, ref, rtol=1e-10, atol=0)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="row_length"):
+        packed_batch(batch, row_length=16)
+
+
 def test_packed_batch_refuses_left_padding():
     ids = torch.tensor([[7, 8, 9], [0, 8, 9]])
     batch = {"input_ids": ids, "attention_mask": (ids > 0).long(), "labels": ids}

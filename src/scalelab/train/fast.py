@@ -169,23 +169,30 @@ def _is_peft_layer(module: nn.Module) -> bool:
     return isinstance(module, BaseTunerLayer)
 
 
-def packed_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A right-padded causal-LM batch as one padding-free row with per-example positions.
+def packed_batch(batch: dict[str, torch.Tensor], *,
+                 row_length: int | None = None) -> dict[str, torch.Tensor]:
+    """A right-padded causal-LM batch packed padding-free, with per-example positions.
 
     Args:
         batch: ``input_ids``, ``attention_mask`` (1 on real tokens, a prefix of each row) and
             ``labels`` (``-100`` where nothing is scored), each ``(B, T)``.
+        row_length: ``None``: all examples in one row. A number: examples go into rows of
+            this many tokens, first-fit in decreasing length (every example stays whole;
+            the rest of a row is filler: position ids restarting at 0, labels -100), which
+            keeps attention cost near that of the padded batch where a dense-mask kernel
+            (SDPA on CPU) would otherwise attend across the whole batch.
 
     Returns:
-        ``{"input_ids", "labels", "position_ids"}``, each ``(1, total real tokens)``, from
-        ``transformers.DataCollatorWithFlattening``: positions restart at 0 for every
+        ``{"input_ids", "labels", "position_ids"}``, each ``(rows, length)``, each row built
+        by ``transformers.DataCollatorWithFlattening``: positions restart at 0 for every
         example, and each example's first label is ``-100``, so no token is scored across a
         boundary. Pass no ``attention_mask`` with it: transformers then derives the
         block-diagonal causal mask from the positions (sdpa/eager attention) or uses the
         varlen kernels (flash attention). The summed loss equals the padded batch's.
 
     Raises:
-        ValueError: a missing key, or an ``attention_mask`` that is not right-padding.
+        ValueError: a missing key, an ``attention_mask`` that is not right padding, or a
+            ``row_length`` shorter than the longest example.
     """
     from transformers import DataCollatorWithFlattening
 
@@ -193,13 +200,40 @@ def packed_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if key not in batch:
             raise ValueError(f"batch must have {key!r} to be packed; got keys {sorted(batch)}")
     mask = batch["attention_mask"].bool()
-    lengths = mask.sum(1)
-    prefix = torch.arange(mask.shape[1], device=mask.device)[None] < lengths[:, None]
+    lengths = mask.sum(1).tolist()
+    prefix = torch.arange(mask.shape[1], device=mask.device)[None] < mask.sum(1)[:, None]
     if not torch.equal(mask, prefix):
         raise ValueError("attention_mask must be right padding (ones, then zeros) to be packed")
-    rows = [{"input_ids": ids[:n].tolist(), "labels": lab[:n].tolist()}
-            for ids, lab, n in zip(batch["input_ids"], batch["labels"], lengths.tolist(),
-                                   strict=True)]
-    out = DataCollatorWithFlattening(return_position_ids=True)(rows, return_tensors="pt")
+    examples = [{"input_ids": ids[:n].tolist(), "labels": lab[:n].tolist()}
+                for ids, lab, n in zip(batch["input_ids"], batch["labels"], lengths,
+                                       strict=True)]
+    collate = DataCollatorWithFlattening(return_position_ids=True)
     device = batch["input_ids"].device
-    return {k: out[k].to(device) for k in ("input_ids", "labels", "position_ids")}
+    keys = ("input_ids", "labels", "position_ids")
+    if row_length is None:
+        out = collate(examples, return_tensors="pt")
+        return {k: out[k].to(device) for k in keys}
+    if isinstance(row_length, bool) or not isinstance(row_length, int) or \
+            row_length < max(lengths):
+        raise ValueError(f"row_length must be an integer >= the longest example "
+                         f"({max(lengths)}), got {row_length!r}")
+    bins: list[list[int]] = []  # first-fit decreasing
+    used: list[int] = []
+    for i in sorted(range(len(examples)), key=lambda i: -lengths[i]):
+        j = next((j for j, u in enumerate(used) if u + lengths[i] <= row_length), None)
+        if j is None:
+            bins.append([i])
+            used.append(lengths[i])
+        else:
+            bins[j].append(i)
+            used[j] += lengths[i]
+    width = max(used)
+    rows = {k: torch.zeros((len(bins), width), dtype=torch.long) for k in keys}
+    rows["labels"].fill_(-100)
+    for r, members in enumerate(bins):
+        out = collate([examples[i] for i in members], return_tensors="pt")
+        n = out["input_ids"].shape[1]
+        for k in keys:
+            rows[k][r, :n] = out[k][0]
+        rows["position_ids"][r, n:] = torch.arange(width - n)  # filler: its own block
+    return {k: v.to(device) for k, v in rows.items()}
