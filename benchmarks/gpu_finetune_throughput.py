@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import gc
 import json
-import math
 import os
 import platform
 import statistics
@@ -335,9 +334,10 @@ def main() -> None:
             continue
         mem = f"{r['peak_mem_gib']:.1f}" if r["peak_mem_gib"] is not None else "-"
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
+        vs_b = f"{r['speedup_vs_b']:.2f}" if "speedup_vs_b" in r else "-"
         print(f"{v:9} {r['tokens_per_s']:>10,.0f} {r['step_s'] * 1e3:>8.1f} "
               f"{r['first_step_s']:>10.1f} {mem:>8} {mfu:>6} "
-              f"{r.get('speedup_vs_a', 1.0):>5.2f} {r.get('speedup_vs_b', math.nan):>5.2f} "
+              f"{r.get('speedup_vs_a', 1.0):>5.2f} {vs_b:>5} "
               f"{r.get('loss_max_rel_diff_vs_a', 0.0):>8.1e}  {r['what']}")
     if verdict:
         print(f"targets: {verdict}")
