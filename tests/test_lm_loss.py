@@ -403,3 +403,20 @@ def test_gpu_bf16_and_autocast():
         for g_ours, g_ref in zip(_grads(ours, (h, w, b)), _grads(ref, (h, w, b)), strict=True):
             assert g_ours.dtype == g_ref.dtype
             assert (g_ours.float() - g_ref.float()).abs().max() <= 2e-2 * g_ref.float().abs().max()
+
+
+def test_wrapper_under_autocast_matches_model_loss(tiny_causal):
+    # What Accelerate's bf16 mixed precision does to the wrapper's forward: fp32 weights,
+    # bf16 autocast. The fused head then runs its matmuls in bf16 like the model's own head.
+    model = _llama(tiny_causal)
+    ids, mask, labels = _batch(model.config.vocab_size)
+    wrapped = ScoredCausalLM(model, chunk_size=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref, n_ref = _model_loss_sum(model, ids, mask, labels)
+        loss, n = wrapped(ids, mask, labels)
+    assert n == n_ref and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref.float(), rtol=1e-2, atol=0)  # bf16: ~3 digits
+    g = torch.autograd.grad(loss, _trainable(model))
+    g_ref = torch.autograd.grad(ref, _trainable(model))
+    for a, b in zip(g, g_ref, strict=True):
+        assert (a - b).abs().max() <= 5e-2 * b.abs().max()
