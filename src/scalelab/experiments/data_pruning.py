@@ -161,7 +161,8 @@ def _run(ctx: Context) -> Outcome:
     records = curve(runs)
     verdict = judge_claim(runs)
     weaker = judge(records)
-    plot_data_pruning_accuracy(records, ctx.path("accuracy_vs_keep.png"), high=HIGH)
+    plot_data_pruning_accuracy(records, ctx.path("accuracy_vs_keep.png"), high=HIGH,
+                               crossover=verdict["crossover_keep"])
 
     acc = {(r["keep"], r["strategy"]): r["accuracy_mean"] for r in records}
     table = "; ".join(f"keep {k:g}: random {acc[(k, 'random')]:.3f}, EL2N {acc[(k, 'el2n')]:.3f}, "

@@ -59,7 +59,7 @@ def _sizes(quick: bool) -> dict:
         return dict(widths=(32, 64, 128), depths=(2, 8, 32), reps={32: 256, 64: 128, 128: 64},
                     n_inputs=4)
     return dict(widths=(32, 64, 128, 256, 512), depths=(2, 4, 8, 16, 32, 64),
-                reps={32: 2048, 64: 1024, 128: 256, 256: 128, 512: 64}, n_inputs=4)
+                reps={32: 16384, 64: 4096, 128: 256, 256: 128, 512: 64}, n_inputs=4)
 
 
 def _inputs(n: int, seed: int) -> np.ndarray:

@@ -10,12 +10,15 @@ _STYLE = {"random": ("tab:gray", "o"), "el2n": ("tab:red", "s"),
           "calibrated": ("tab:blue", "^")}
 
 
-def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: float = 0.3) -> Path:
+def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: float = 0.3,
+                               crossover: float | None = None) -> Path:
     """Test accuracy vs keep fraction, one line per selection strategy.
 
     ``records``: dicts with ``keep``, ``strategy``, ``accuracy_mean`` and ``accuracy_std``
     (the sd over seeds; None or absent with one seed, and then no error bars are drawn),
     optionally ``n`` (the number of seeds), as ``experiments.data_pruning.curve`` returns.
+    ``crossover``: a keep fraction drawn as a dashed vertical line (where score-based pruning
+    stops losing to random).
     """
     fig, ax = plt.subplots(figsize=(6, 4))
     n_seeds = max((r.get("n") or 1) for r in records) if records else 1
@@ -29,6 +32,8 @@ def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: f
         else:
             ax.plot(xs, ys, label=strategy, color=color, marker=marker)
     ax.axvspan(0, high, color="tab:orange", alpha=0.08, label=f"keep <= {high:g}")
+    if crossover is not None:
+        ax.axvline(crossover, color="k", ls="--", lw=1, label=f"crossover ~ {crossover:.2g}")
     ax.set_xlabel("fraction of the training set kept")
     ax.set_ylabel("test accuracy" + (f" (mean of {n_seeds} seeds, bars: sd)" if n_seeds > 1
                                      else " (one seed)"))
