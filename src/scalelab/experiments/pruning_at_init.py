@@ -206,7 +206,8 @@ def _table(records) -> list[str]:
         else:
             acc = f"{accs[0]:.3f}"
         col = max(len(r["collapsed"]) for r in rs)
-        rows.append(f"{config} @ {sp:.0%}: {acc}" + (f", {col} layers collapsed" if col else ""))
+        rows.append(f"{config} @ {sp:.0%}: {acc}"
+                    + (f", {col} layer{'s' if col > 1 else ''} collapsed" if col else ""))
     return rows
 
 
@@ -273,6 +274,16 @@ def _run(ctx: Context) -> Outcome:
                              f"{r['sparsity']:.0%}" for r in first)
             parts.append(f"Where {v['candidate']} does not train, the global ranking leaves "
                          f"its first layer with {kept} (seed {v['seeds'][0]}).")
+    dense_of = {r["config"]: _acc(r) for r in records if r["method"] == "dense"
+                and r["seed"] == seeds[0]}
+    if {"dense ResNet", "dense Stable ResNet"} <= set(dense_of) and "resnet" in verdicts:
+        gap = dense_of["dense Stable ResNet"] - dense_of["dense ResNet"]
+        v = verdicts["resnet"]
+        parts.append(f"The dense Stable ResNet beats the dense plain ResNet by {gap:+.3f} "
+                     f"(seed {seeds[0]}), a difference of initialisation, not of pruning; "
+                     "SBP-SR's gain beyond it: " + ", ".join(
+                         f"{sp:.0%}: {d['gain_mean'] - gap:+.3f}"
+                         for sp, d in v["per_sparsity"].items()) + ".")
     std = [r for r in records if r["config"] == "dense, standard init"]
     if std:
         parts.append(f"The dense standard-init MLP reaches {_acc(std[0]):.3f} at this depth "

@@ -61,7 +61,9 @@ def plot_depth_scaling(records: Sequence[Mapping], path: str | Path) -> Path:
                 title=title)
         bottom.set(xscale="log", xlabel="depth L (blocks)", ylabel="ratio (linear scale)",
                    title=f"{title}: bounded scalings")
-        bottom.set_ylim(bottom=0)
+        tops = [r[key] for r in records if r["mode"] in bounded and r.get(key) is not None
+                and math.isfinite(r[key])] + list(limits.values())
+        bottom.set_ylim(0, 1.15 * max(tops) if tops else None)  # room for the limit lines
         for ax in (top, bottom):
             ax.title.set_fontsize(10)
             ax.grid(alpha=0.3)
