@@ -35,7 +35,7 @@ def branch_scales(depth: int, mode: str = "standard", a: float = 1.0, alpha: flo
         a: a constant multiplier applied to every mode (default 1 gives the values above;
             Depth-µP's tunable block multiplier).
         alpha: exponent of the decreasing mode; must be > 1/2 (the family is an
-            interpretation of "square-summable", METHODS.md section 4).
+            interpretation of "square-summable", docs/residual.md).
         base_depth: the depth at which ``depth_mup`` equals ``a`` (used by that mode only).
 
     Returns:

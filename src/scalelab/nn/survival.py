@@ -35,7 +35,7 @@ def survival_rates(depth: int, budget: float, mode: str = "uniform",
             :func:`block_sensitivities`).
         p_min: lower bound of the ``sensemode`` rates, in (0, 1]; needs ``budget >= L*p_min``.
 
-    SenseMode (interpretation, METHODS.md section 6; the paper gives it in prose only):
+    SenseMode (interpretation, docs/residual.md; the paper gives it in prose only):
     ``p_l = clip(c * w_l, p_min, 1)`` with ``w_l = s_l - min(0, min_k s_k)`` (proportional
     to the sensitivity when all are >= 0; shifted so the smallest is 0 when some are
     negative, as loss increases at initialisation often are) plus a floor of
@@ -190,6 +190,7 @@ def block_sensitivities(model, data, loss_fn: Callable | None = None,
     initialisation for SenseMode), in eval mode (so with ``scale_by_keep=False`` drop
     probabilities, on the mean network), averaged over the batches given; the curvature
     kind neglects the loss gradient times ``d^2 f / d delta_l^2`` (the Gauss-Newton form).
+    Cost: one forward-mode pass per block and batch (the other kinds: one forward pass).
 
     Args:
         model: a network whose blocks are :class:`~scalelab.nn.ScaledResidual` or converted
