@@ -203,3 +203,35 @@ def test_activation_module_matches_theory_activations():
         got = activation_module(act)(x).numpy()
         np.testing.assert_allclose(got, act(x.numpy()), atol=1e-6, err_msg=name)
     assert isinstance(activation_module(torch.sin), nn.Module)
+
+
+def test_scale_by_keep_false_evaluates_the_mean_network():
+    # ScaledResidual(scale_by_keep=False): eval is x + scale * (1 - p) * branch(x) exactly;
+    # in training each sample's branch is either fully kept (unscaled) or dropped.
+    torch.manual_seed(0)
+    branch = nn.Linear(4, 4)
+    m = ScaledResidual(branch, 0.5, drop_prob=0.3, scale_by_keep=False)
+    assert "scale_by_keep=False" in repr(m)
+    x = torch.randn(500, 4)
+    with torch.no_grad():
+        assert torch.equal(m.eval()(x), x + 0.5 * (branch(x) * 0.7))
+        y = m.train()(x)
+        full, none = x + 0.5 * branch(x), x
+    kept = torch.isclose(y, full, atol=1e-6).all(1)
+    assert torch.all(kept | torch.isclose(y, none, atol=1e-6).all(1))
+    assert 0 < int(kept.sum()) < 500
+    with pytest.raises(ValueError, match="scale_by_keep"):
+        ScaledResidual(branch, 0.5, scale_by_keep="yes")
+
+
+def test_convert_sets_scale_by_keep():
+    model = _tiny_resnet(2)
+    x = torch.randn(2, 3, 5, 5)
+    conv = copy.deepcopy(model)
+    scale_residual_(conv, "standard", drop_probs=0.25, scale_by_keep=False)
+    # eval: the mean network, every branch multiplied by 1 - 0.25
+    assert torch.allclose(conv.eval()(x), _reference(model, x, [0.75, 0.75]), atol=1e-6)
+    scale_residual_(conv, "standard", drop_probs=0.25)
+    assert torch.allclose(conv.eval()(x), _reference(model, x, [1.0, 1.0]), atol=1e-6)
+    with pytest.raises(ValueError, match="scale_by_keep"):
+        scale_residual_(conv, scale_by_keep=None)

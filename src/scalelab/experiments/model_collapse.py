@@ -18,9 +18,23 @@ import re
 import numpy as np
 
 from .._progress import track
+from ._common import spread
 from ._registry import Context, Experiment, Outcome, register
 
 Z_MAX = 5.0  # simulated means within 5 Monte Carlo standard errors of the exact value
+
+CRITERION = (
+    "(a) Fully synthetic: every simulated E||p^(m)||^2 (generation >= 1, every n) within 5 "
+    "Monte Carlo standard errors of 1 - (1 - 1/n)^m (1 - S_0), and > 0.9 at the last "
+    "generation for the smallest n. (b) Mixing: every simulated E||p^(m) - p0||^2 within 5 "
+    "standard errors of the exact expectation; at the last generation, below half of total "
+    "collapse (1 - S_0) for every synthetic fraction < 95%, while the fully synthetic one is "
+    "more than twice the largest mixed one. (c) Real text (unigram and bigram models of BBC "
+    "News): without real data the number of n-grams with non-zero probability never rises "
+    "from generation 1 on and ends below 90% of its generation-1 value, with lower final "
+    "entropy than with half real data, which ends with more n-grams. One seed: the evidence "
+    "in (a) and (b) is the average over independent chains (3,000 per setting in full mode), "
+    "judged against its own standard error.")
 
 
 def _sizes(quick: bool) -> dict:
@@ -233,11 +247,23 @@ def _run(ctx: Context) -> Outcome:
            f"generations); bigram over the {sz['vocab']} most frequent words + 'other', "
            f"{sz['chains']} x {sz['length']} tokens per generation ({sz['bi_gens']} "
            f"generations); 0% or 50% real tokens.")
+    gm = max(r["generation"] for r in mixing)
+    mixed_max = max(d for lam, d in v["final_deviation"].items() if lam < 1.0)
+    judged = {"max |z|, fully synthetic": v["max_z_fully_synthetic"],
+              "max |z|, mixing": v["max_z_mixing"],
+              "final E||p||^2, smallest n": v["final_purity_smallest_n"],
+              f"fully synthetic / largest mixed deviation at generation {gm}":
+                  v["final_deviation"].get(1.0, float("nan")) / mixed_max}
+    for model in ("unigram", "bigram"):
+        syn = first_last(model, 0.0, "support")
+        judged[f"{model}: support last / generation 1, no real data"] = syn[1] / syn[0]
     return Outcome(
         result={"s0": s0, "purity": purity, "mixing": mixing, "text": text,
                 "max_synthetic_fraction_10pct": lam_max, **v},
         figures=["collapse.png", "text_collapse.png"], ran=ran, observed=observed,
-        claim_holds=v["claim_holds"])
+        claim_holds=v["claim_holds"], seeds=[ctx.seed],
+        spread={k: spread([x], [ctx.seed]) for k, x in judged.items()},
+        indicative=ctx.quick)
 
 
 register(Experiment(
@@ -247,10 +273,8 @@ register(Experiment(
     paper="COLM 2024 (Seddik, Chen, Hayou, Youssef, Debbah), arXiv 2404.05090",
     claim=("Re-estimated only on its own samples, a next-token model collapses: E||p^(m)||^2 = "
            "1 - (1 - 1/n)^m (1 - S_0) -> 1; mixing real data each generation keeps the deviation "
-           "from the true distribution bounded. Checked: simulation within 5 standard errors of "
-           "the exact curves, E||p||^2 > 0.9 at the end for the smallest n, deviation below "
-           "half of total collapse for synthetic fractions < 95% while the fully synthetic one "
-           "is over twice as large, and real-text n-gram models losing n-grams and entropy "
-           "without real data but not with half real data."),
+           "from the true distribution bounded."),
     run=_run,
+    criterion=CRITERION,
+    min_seeds=1,
 ))

@@ -35,7 +35,7 @@ def branch_scales(depth: int, mode: str = "standard", a: float = 1.0, alpha: flo
         a: a constant multiplier applied to every mode (default 1 gives the values above;
             Depth-µP's tunable block multiplier).
         alpha: exponent of the decreasing mode; must be > 1/2 (the family is an
-            interpretation of "square-summable", METHODS.md section 4).
+            interpretation of "square-summable", docs/residual.md).
         base_depth: the depth at which ``depth_mup`` equals ``a`` (used by that mode only).
 
     Returns:
@@ -63,44 +63,63 @@ def branch_scales(depth: int, mode: str = "standard", a: float = 1.0, alpha: flo
 
 
 def scaled_residual(x: torch.Tensor, branch_out: torch.Tensor, scale: float,
-                    drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
-    """``x + scale * drop_path(branch_out, drop_prob, training)`` (the block's combine step)."""
-    return x + scale * drop_path(branch_out, drop_prob, training)
+                    drop_prob: float = 0.0, training: bool = False,
+                    scale_by_keep: bool = True) -> torch.Tensor:
+    """``x + scale * drop_path(branch_out, drop_prob, training, scale_by_keep)`` (the block's
+    combine step; ``scale_by_keep`` as in :func:`~scalelab.nn.drop_path`)."""
+    return x + scale * drop_path(branch_out, drop_prob, training, scale_by_keep)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 class ScaledResidual(nn.Module):
     """``x + scale * branch(x)``, with drop path (drop probability ``drop_prob``) on the branch.
 
-    ``scale`` and ``drop_prob`` are plain attributes, so :func:`scale_residual_` or a user may
-    change them after construction. At ``scale = 0`` the branch is not evaluated.
+    ``scale``, ``drop_prob`` and ``scale_by_keep`` are plain attributes, so
+    :func:`scale_residual_` or a user may change them after construction. At ``scale = 0``
+    the branch is not evaluated. ``scale_by_keep`` picks drop path's convention
+    (:func:`~scalelab.nn.drop_path`): True (default) divides kept branches by ``1 - drop_prob``
+    in training and evaluates the full branch; False keeps unscaled masks in training and
+    evaluates the mean network, ``x + scale * (1 - drop_prob) * branch(x)`` (arXiv 2106.03091).
 
     Papers: arXiv 2010.12859 (scale), arXiv 2106.03091 (drop path).
     """
 
-    def __init__(self, branch: nn.Module, scale: float, drop_prob: float = 0.0) -> None:
+    def __init__(self, branch: nn.Module, scale: float, drop_prob: float = 0.0,
+                 scale_by_keep: bool = True) -> None:
         super().__init__()
         self.branch = branch
         self.scale = check_positive("scale", scale, allow_zero=True)
         self.drop_prob = check_fraction("drop_prob", drop_prob)
+        self.scale_by_keep = _check_bool("scale_by_keep", scale_by_keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale == 0.0:
+        # a tensor scale (a dual number in block_sensitivities) must reach the branch even at 0
+        if not torch.is_tensor(self.scale) and self.scale == 0.0:
             return x
-        return scaled_residual(x, self.branch(x), self.scale, self.drop_prob, self.training)
+        return scaled_residual(x, self.branch(x), self.scale, self.drop_prob, self.training,
+                               self.scale_by_keep)
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale:.6g}, drop_prob={self.drop_prob:g}"
+        extra = "" if self.scale_by_keep else ", scale_by_keep=False"
+        return f"scale={self.scale:.6g}, drop_prob={self.drop_prob:g}{extra}"
 
 
 class _BranchTail:
     """Forward hook on the last module of a converted block's branch: scale, then drop path."""
 
-    def __init__(self, scale: float, drop_prob: float) -> None:
+    def __init__(self, scale: float, drop_prob: float, scale_by_keep: bool = True) -> None:
         self.scale = scale
         self.drop_prob = drop_prob
+        self.scale_by_keep = scale_by_keep
 
     def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        return self.scale * drop_path(output, self.drop_prob, module.training)
+        return self.scale * drop_path(output, self.drop_prob, module.training,
+                                      self.scale_by_keep)
 
 
 _TAIL_ATTR = "_scalelab_branch_tail"
@@ -128,7 +147,8 @@ def residual_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def block_controller(block: nn.Module):
-    """The object holding ``scale`` and ``drop_prob`` for ``block`` (the block or its hook)."""
+    """The object holding ``scale``, ``drop_prob`` and ``scale_by_keep`` for ``block`` (the
+    block or its hook)."""
     if isinstance(block, ScaledResidual):
         return block
     if hasattr(block, _TAIL_ATTR):
@@ -150,7 +170,8 @@ def _convert(block: nn.Module, tail_name: str) -> None:
 
 def scale_residual_(model: nn.Module, mode: str = "stable", *, a: float = 1.0, alpha: float = 1.0,
                     base_depth: int = 1, drop_probs: float | Sequence[float] = 0.0,
-                    branch_tails: Mapping[type, str] | None = None) -> list[nn.Module]:
+                    branch_tails: Mapping[type, str] | None = None,
+                    scale_by_keep: bool = True) -> list[nn.Module]:
     """Give every residual block of ``model`` the branch multipliers of ``mode``, in place.
 
     Blocks are found in registration order and counted to give the depth ``L`` passed to
@@ -177,6 +198,8 @@ def scale_residual_(model: nn.Module, mode: str = "stable", *, a: float = 1.0, a
         mode, a, alpha, base_depth: as in :func:`branch_scales`.
         drop_probs: one drop probability for every block, or one per block.
         branch_tails: extra block classes and their branch's last submodule name.
+        scale_by_keep: drop path's convention for every block (:func:`~scalelab.nn.drop_path`):
+            True, inverted scaling; False, unscaled masks and the mean network at evaluation.
 
     Returns:
         The list of blocks found (``ValueError`` when there are none).
@@ -184,6 +207,7 @@ def scale_residual_(model: nn.Module, mode: str = "stable", *, a: float = 1.0, a
     Papers: arXiv 2010.12859, arXiv 2310.02244.
     """
     tails = dict(branch_tails or {})
+    scale_by_keep = _check_bool("scale_by_keep", scale_by_keep)
     found: list[nn.Module] = []
     for m in model.modules():
         if isinstance(m, ScaledResidual) or hasattr(m, _TAIL_ATTR):
@@ -202,7 +226,7 @@ def scale_residual_(model: nn.Module, mode: str = "stable", *, a: float = 1.0, a
     probs = _per_block("drop_probs", drop_probs, len(found), check_fraction)
     for block, s, p in zip(found, scales, probs, strict=True):
         ctl = block_controller(block)
-        ctl.scale, ctl.drop_prob = s, p
+        ctl.scale, ctl.drop_prob, ctl.scale_by_keep = s, p, scale_by_keep
     return found
 
 

@@ -35,7 +35,7 @@ def survival_rates(depth: int, budget: float, mode: str = "uniform",
             :func:`block_sensitivities`).
         p_min: lower bound of the ``sensemode`` rates, in (0, 1]; needs ``budget >= L*p_min``.
 
-    SenseMode (interpretation, METHODS.md section 6; the paper gives it in prose only):
+    SenseMode (interpretation, docs/residual.md; the paper gives it in prose only):
     ``p_l = clip(c * w_l, p_min, 1)`` with ``w_l = s_l - min(0, min_k s_k)`` (proportional
     to the sensitivity when all are >= 0; shifted so the smallest is 0 when some are
     negative, as loss increases at initialisation often are) plus a floor of
@@ -125,31 +125,84 @@ def _batches(data) -> list[tuple]:
     return batches
 
 
+SENSITIVITY_KINDS = ("curvature", "symmetric", "loss")
+
+
+def _gate_tangent(model, ctl, x):
+    """``zeta = d model(x) / d delta`` where ``delta`` multiplies block ``ctl``'s branch
+    contribution ``scale * branch(y)``, at the multiplier evaluation uses (1, or ``1 - p`` for
+    a ``scale_by_keep=False`` block: the mean network); by forward-mode AD through the scale."""
+    import torch
+    import torch.autograd.forward_ad as fwAD
+
+    kept, drop = ctl.scale, ctl.drop_prob
+    mean = 1.0 if ctl.scale_by_keep else 1.0 - drop
+    with fwAD.dual_level():
+        one = torch.tensor(1.0, dtype=torch.float64)  # 0-d: keeps the model's dtype
+        ctl.scale = kept * fwAD.make_dual(mean * one, one)
+        ctl.drop_prob = 0.0  # the multiplier now carries the mean-network factor
+        try:
+            tangent = fwAD.unpack_dual(model(x)).tangent
+        finally:
+            ctl.scale, ctl.drop_prob = kept, drop
+    return torch.zeros_like(model(x)) if tangent is None else tangent
+
+
+def _output_curvature(loss_fn, out, y, v) -> float:
+    """``v^T H v`` with ``H`` the Hessian of ``loss_fn(out, y)`` in ``out`` (double backward)."""
+    import torch
+
+    with torch.enable_grad():
+        o = out.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(o, y), o, create_graph=True)
+        (hv,) = torch.autograd.grad((grad * v).sum(), o)
+    return float((hv * v).sum())
+
+
 def block_sensitivities(model, data, loss_fn: Callable | None = None,
-                        blocks: Iterable | None = None, kind: str = "loss") -> list[float]:
-    """Per-block sensitivity: the loss increase when block ``l`` alone is dropped.
+                        blocks: Iterable | None = None, kind: str = "curvature") -> list[float]:
+    """Per-block sensitivity ``g_l``: the loss curvature along block ``l``'s gate (default).
 
-    Interpretation (METHODS.md section 6): measured on the model as it is (call it at
-    initialisation for SenseMode), in eval mode, without gradients; dropping a block means
-    removing its branch (``y_l = y_{l-1}``); the increase ``loss(without l) - loss(full)``
-    is averaged over the batches given. Values may be negative: at initialisation the
-    first-order part of the increase is noise.
+    ``kind="curvature"`` (default; the paper's non-negative second-order quantity ``g_l``):
+    with ``delta_l`` a gate multiplying block ``l``'s branch contribution
+    ``scale_l * branch_l(y)`` and ``zeta_l = d f / d delta_l`` (by forward-mode AD) at the
+    gate value evaluation uses (1; ``1 - drop_prob`` for a ``scale_by_keep=False`` block,
+    i.e. on the mean network), ``g_l = zeta_l^T H zeta_l``, ``H`` the Hessian of the batch
+    loss in the output. For cross-entropy it is the mean over examples of
+    ``sum_k pi_k zeta_k^2 - (sum_k pi_k zeta_k)^2`` (``pi`` = softmax), a variance; it is
+    >= 0 for any loss convex in the output. It is the coefficient in the penalty stochastic
+    depth adds to second order, ``(1/2) sum_l Var(delta_l) g_l``: ``Var = p_l (1 - p_l)``
+    for unscaled masks (``scale_by_keep=False``, survival ``p_l``), ``(1 - p_l) / p_l`` for
+    inverted scaling. For a model linear in the gates and a quadratic loss the expansion is
+    exact (the tests check it by enumerating every mask).
 
-    ``kind="symmetric"`` (an alternative, closer to the paper's second-order penalty
-    ``g_l``) keeps only the even part: with ``z`` the output change from dropping block ``l``,
-    ``(loss(out + z) + loss(out - z))/2 - loss(out)``, which is ``z^T H z / 2`` to second
-    order and >= 0 for a loss convex in the output (cross-entropy).
+    ``kind="symmetric"`` keeps the even part of the loss change when block ``l`` is dropped
+    (``z`` = that output change): ``(loss(out + z) + loss(out - z))/2 - loss(out)``, which
+    is ``z^T H z / 2`` to second order and >= 0 for a loss convex in the output.
+
+    ``kind="loss"`` (the earlier default, kept selectable): the plain increase
+    ``loss(without l) - loss(full)`` when block ``l``'s branch is removed
+    (``y_l = y_{l-1}``). At initialisation its first-order part is noise: values are often
+    negative and their ranking changes from seed to seed, so it is a poor SenseMode input
+    (docs/residual.md).
+
+    Interpretation (docs/residual.md): measured on the model as it is (call it at
+    initialisation for SenseMode), in eval mode (so with ``scale_by_keep=False`` drop
+    probabilities, on the mean network), averaged over the batches given; the curvature
+    kind neglects the loss gradient times ``d^2 f / d delta_l^2`` (the Gauss-Newton form).
+    Cost: one forward-mode pass per block and batch (the other kinds: one forward pass).
 
     Args:
         model: a network whose blocks are :class:`~scalelab.nn.ScaledResidual` or converted
             by :func:`~scalelab.nn.scale_residual_`.
         data: an ``(x, y)`` batch or an iterable of them (a few batches).
-        loss_fn: ``loss_fn(output, y) -> scalar``; default cross-entropy.
+        loss_fn: ``loss_fn(output, y) -> scalar`` (a batch mean); default cross-entropy.
         blocks: the blocks to measure (default :func:`~scalelab.nn.residual_blocks`).
-        kind: ``"loss"`` (the plain increase, METHODS.md's interpretation) or ``"symmetric"``.
+        kind: ``"curvature"`` (default), ``"symmetric"`` or ``"loss"``.
 
     Returns:
-        One float per block, in block order.
+        One float per block, in block order (>= 0 up to rounding for the first two kinds
+        when the loss is convex in the output).
 
     Paper: arXiv 2106.03091 (sensitivity g_l of block l).
     """
@@ -162,7 +215,7 @@ def block_sensitivities(model, data, loss_fn: Callable | None = None,
     if not blocks:
         raise ValueError("model has no residual blocks (ScaledResidual or converted by "
                          "scale_residual_); pass blocks=")
-    check_choice("kind", kind, ("loss", "symmetric"))
+    check_choice("kind", kind, SENSITIVITY_KINDS)
     controllers = [block_controller(b) for b in blocks]
     loss_fn = loss_fn or F.cross_entropy
     batches = _batches(data)
@@ -175,6 +228,10 @@ def block_sensitivities(model, data, loss_fn: Callable | None = None,
                 out = model(x)
                 base = float(loss_fn(out, y))
                 for i, ctl in enumerate(controllers):
+                    if kind == "curvature":
+                        value = _output_curvature(loss_fn, out, y, _gate_tangent(model, ctl, x))
+                        sens[i] += value / len(batches)
+                        continue
                     kept, ctl.scale = ctl.scale, 0.0
                     try:
                         dropped = model(x)

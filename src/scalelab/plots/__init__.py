@@ -26,10 +26,12 @@ __all__ = ["savefig", "plot_cleaner_comparison", "plot_top_eigenvalue_bias",
 __all__ += ["plot_correlation_convergence", "plot_eoc_curves", "plot_output_fields",
             "plot_phase_diagrams", "plot_training_losses"]
 from ._residual import plot_budget_accuracy as plot_budget_accuracy  # noqa: E402
+from ._residual import plot_deep_training as plot_deep_training  # noqa: E402
 from ._residual import plot_depth_scaling as plot_depth_scaling  # noqa: E402
 from ._residual import plot_lr_transfer as plot_lr_transfer  # noqa: E402
 
 __all__ += ["plot_budget_accuracy", "plot_depth_scaling", "plot_lr_transfer"]
+__all__ += ["plot_deep_training"]
 
 from ._diagnostics import plot_alignment as plot_alignment  # noqa: E402
 from ._diagnostics import plot_finite_width_depth as plot_finite_width_depth  # noqa: E402

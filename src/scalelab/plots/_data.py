@@ -10,22 +10,33 @@ _STYLE = {"random": ("tab:gray", "o"), "el2n": ("tab:red", "s"),
           "calibrated": ("tab:blue", "^")}
 
 
-def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: float = 0.3) -> Path:
+def plot_data_pruning_accuracy(records: list[dict], path: str | Path, *, high: float = 0.3,
+                               crossover: float | None = None) -> Path:
     """Test accuracy vs keep fraction, one line per selection strategy.
 
-    ``records``: dicts with ``keep``, ``strategy``, ``accuracy_mean``, ``accuracy_std``
-    (as returned by ``experiments.data_pruning.pruning_curve``).
+    ``records``: dicts with ``keep``, ``strategy``, ``accuracy_mean`` and ``accuracy_std``
+    (the sd over seeds; None or absent with one seed, and then no error bars are drawn),
+    optionally ``n`` (the number of seeds), as ``experiments.data_pruning.curve`` returns.
+    ``crossover``: a keep fraction drawn as a dashed vertical line (where score-based pruning
+    stops losing to random).
     """
     fig, ax = plt.subplots(figsize=(6, 4))
+    n_seeds = max((r.get("n") or 1) for r in records) if records else 1
     for strategy in dict.fromkeys(r["strategy"] for r in records):
         rs = sorted((r for r in records if r["strategy"] == strategy), key=lambda r: r["keep"])
         color, marker = _STYLE.get(strategy, (None, "o"))
-        ax.errorbar([r["keep"] for r in rs], [r["accuracy_mean"] for r in rs],
-                    yerr=[r.get("accuracy_std", 0.0) for r in rs], label=strategy, color=color,
-                    marker=marker, capsize=3)
+        xs, ys = [r["keep"] for r in rs], [r["accuracy_mean"] for r in rs]
+        sds = [r.get("accuracy_std") for r in rs]
+        if n_seeds > 1 and all(sd is not None for sd in sds):
+            ax.errorbar(xs, ys, yerr=sds, label=strategy, color=color, marker=marker, capsize=3)
+        else:
+            ax.plot(xs, ys, label=strategy, color=color, marker=marker)
     ax.axvspan(0, high, color="tab:orange", alpha=0.08, label=f"keep <= {high:g}")
+    if crossover is not None:
+        ax.axvline(crossover, color="k", ls="--", lw=1, label=f"crossover ~ {crossover:.2g}")
     ax.set_xlabel("fraction of the training set kept")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("test accuracy" + (f" (mean of {n_seeds} seeds, bars: sd)" if n_seeds > 1
+                                     else " (one seed)"))
     ax.set_title("Data pruning: random vs score-based vs calibrated")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -47,6 +58,8 @@ def plot_collapse(purity: list[dict], mixing: list[dict], path: str | Path) -> P
                label=f"formula, n={n}")
         a.errorbar([r["generation"] for r in rs], [r["simulated"] for r in rs],
                    yerr=[2 * r["sem"] for r in rs], fmt="o", ms=3, color=c, alpha=0.7)
+    a.errorbar([], [], yerr=[], fmt="o", ms=3, color="gray", alpha=0.7,
+               label="simulated mean (bars: 2 s.e.)")
     a.set_xlabel("generation m")
     a.set_ylabel("E||p^(m)||^2")
     a.set_title("Fully synthetic: S_m = 1 - (1 - 1/n)^m (1 - S_0)")
@@ -60,6 +73,8 @@ def plot_collapse(purity: list[dict], mixing: list[dict], path: str | Path) -> P
                label=f"synthetic {lam:.0%}")
         b.plot([r["generation"] for r in rs], [r["formula"] for r in rs], color=c, ls="--",
                lw=1)
+    b.plot([], [], color="gray", label="simulated (solid)")
+    b.plot([], [], color="gray", ls="--", lw=1, label="exact (dashed)")
     b.set_yscale("log")
     b.set_xlabel("generation m")
     b.set_ylabel("E||p^(m) - p0||^2")

@@ -107,48 +107,71 @@ def _log2_axis(ax, which: str, ticks) -> None:
 
 
 def plot_width_depth_commute(result: Mapping, path: str | Path) -> Path:
-    """Error of the Monte Carlo kernel over (width, depth), both orders of limits, and a QQ plot.
+    """Fluctuation and mean bias of Monte Carlo Gram matrices over (width, depth), the width
+    bias per cell, and a QQ plot.
 
     Args:
-        result: the ``width-depth-commute`` result: ``widths``, ``depths``, ``error``
-            (widths x depths), ``euler_error`` (n = infinity, per depth) and ``qq``
-            ({"normal": [...], "sample": [...]}).
+        result: the ``width-depth-commute`` result: ``widths``, ``depths``, ``cells`` (one
+            dict per (width, depth) with ``fluctuation``, ``total_bias`` and ``width_bias``,
+            each bias ``{"sq", "sq_se", "dist", "resolved"}``), ``euler_error`` (n = infinity,
+            per depth), ``ks_normal`` and ``qq`` ({"normal": [...], "sample": [...]}).
     """
-    widths, depths = np.asarray(result["widths"]), np.asarray(result["depths"])
-    err = np.asarray(result["error"], dtype=float)
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3))
+    widths, depths = list(result["widths"]), list(result["depths"])
+    at = {(c["width"], c["depth"]): c for c in result["cells"]}
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    cmap = plt.get_cmap("viridis")
     ax = axes[0]
-    im = ax.imshow(np.log10(err), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(depths)), depths)
-    ax.set_yticks(range(len(widths)), widths)
-    ax.set_xlabel("depth L")
-    ax.set_ylabel("width n")
-    ax.set_title("log10 relative error to the ODE kernel", fontsize=9)
-    fig.colorbar(im, ax=ax)
-    ax = axes[1]
     for j, L in enumerate(depths):
-        ax.plot(widths, err[:, j], "o-", ms=3, alpha=0.4 + 0.6 * (j + 1) / len(depths),
-                label=f"L = {L}")
-    ax.plot(widths, err[-1, -1] * np.sqrt(widths[-1] / widths), "k:", lw=1,
+        ax.plot(widths, [at[(n, L)]["fluctuation"] for n in widths], "o-", ms=3,
+                color=cmap(j / max(1, len(depths) - 1)), label=f"L = {L}")
+    f0 = at[(widths[0], depths[-1])]["fluctuation"]
+    ax.plot(widths, [f0 * np.sqrt(widths[0] / n) for n in widths], "k:", lw=1,
             label=r"$\propto n^{-1/2}$")
     ax.set_yscale("log")
     _log2_axis(ax, "x", widths)
     ax.set_xlabel("width n")
-    ax.set_ylabel("relative Frobenius error")
-    ax.set_title("depth first (largest L), then width", fontsize=9)
+    ax.set_ylabel(r"per-net fluctuation $\|G - \bar G\|_{rms} / \|K_\infty\|$")
+    ax.set_title("fluctuation of one net's Gram matrix", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax = axes[2]
-    ax.plot(depths, result["euler_error"], "s-", color="k", label="n = infinity (exact kernel)")
+    ax = axes[1]
+    ax.plot(depths, result["euler_error"], "s-", color="k", label="n = infinity (exact K_L)")
     for i, n in enumerate(widths):
-        ax.plot(depths, err[i], "o--", ms=3, alpha=0.4 + 0.6 * (i + 1) / len(widths),
-                label=f"n = {n}")
+        cs = [at[(n, L)] for L in depths]
+        d = np.array([c["total_bias"]["dist"] for c in cs])
+        # s.e. of the distance from the s.e. of its square: se(d) ~ se(d^2) / (2 d)
+        se = np.array([c["total_bias"]["sq_se"] for c in cs])
+        err = np.where(d > 0, se / (2 * np.maximum(d, 1e-12)), np.sqrt(se))
+        ok = np.array([c["total_bias"]["resolved"] for c in cs])
+        color = cmap(i / max(1, len(widths) - 1))
+        xs = np.array(depths) * (1 + 0.04 * (i - (len(widths) - 1) / 2))
+        ax.errorbar(xs[ok], d[ok], yerr=err[ok], fmt="o", ms=4, capsize=2, color=color,
+                    label=f"n = {n} (Monte Carlo mean)")
+        noise = np.sqrt(Z_PLOT * se)
+        ax.plot(xs, noise, "_", ms=8, color=color, alpha=0.6)
+    ax.plot([], [], "_", color="gray", ms=8, label="resolution (3 s.e.), per width")
     ax.set_yscale("log")
     _log2_axis(ax, "x", depths)
     ax.set_xlabel("depth L")
-    ax.set_title("width first (n = infinity), then depth", fontsize=9)
+    ax.set_ylabel(r"mean-Gram bias $\|\bar G - K_\infty\| / \|K_\infty\|$ (debiased)")
+    ax.set_title("mean bias against depth (resolved cells)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    ax = axes[2]
+    z = np.array([[at[(n, L)]["width_bias"]["sq"] / at[(n, L)]["width_bias"]["sq_se"]
+                   for L in depths] for n in widths])
+    lim = max(3.5, float(np.nanmax(np.abs(z))))
+    im = ax.imshow(z, origin="lower", aspect="auto", cmap="coolwarm", vmin=-lim, vmax=lim)
+    for i in range(len(widths)):
+        for j in range(len(depths)):
+            ax.text(j, i, f"{z[i, j]:.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(depths)), depths)
+    ax.set_yticks(range(len(widths)), widths)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("width n")
+    ax.set_title(r"width bias $\|\bar G - K_L\|^2$ in standard errors (pass: <= 3)",
+                 fontsize=9)
+    fig.colorbar(im, ax=ax, label="debiased squared distance / its s.e.")
     ax = axes[3]
     qq = result["qq"]
     ax.plot(qq["normal"], qq["sample"], ".", ms=3)
@@ -160,6 +183,9 @@ def plot_width_depth_commute(result: Mapping, path: str | Path) -> Path:
                  fontsize=9)
     ax.grid(alpha=0.3)
     return savefig(fig, path)
+
+
+Z_PLOT = 3.0
 
 
 def plot_finite_width_depth(result: Mapping, path: str | Path) -> Path:
@@ -195,6 +221,8 @@ def plot_finite_width_depth(result: Mapping, path: str | Path) -> Path:
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=7)
     axes[1].set_xlabel(r"$\|relu(Y_L)\| / \sqrt{n}$, divided by its mean")
+    axes[1].set_ylabel("density")
+    axes[1].legend(fontsize=7)
     axes[1].set_title("post-activation norm", fontsize=9)
     ax = axes[2]
     for n in widths:
