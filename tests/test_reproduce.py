@@ -54,3 +54,15 @@ def test_report_records_criterion_seeds_and_spread(tmp_path):
     report = (tmp_path / "REPORT.md").read_text()
     assert "gain > 0 on every seed" in report and "indicative only" in report
     assert "range [0.1, 0.3] over 2 seed(s)" in report
+
+
+def test_report_survives_non_finite_spreads(tmp_path):
+    from scalelab.experiments import Experiment, Outcome
+    from scalelab.experiments._common import spread
+
+    exp = Experiment(name="t-nan", description="d", paper="p", claim="c", criterion="x",
+                     run=lambda ctx: Outcome(result={}, claim_holds=False,
+                                             spread={"gap": spread([float("nan"), 1.0])}))
+    doc = run_experiment(exp, tmp_path)
+    assert doc["spread"]["gap"]["mean"] is None
+    assert "gap: mean n/a" in (tmp_path / "REPORT.md").read_text()

@@ -75,15 +75,19 @@ def verdict_text(claim_holds: bool | None, indicative: bool) -> str:
     return f"indicative: {word}" if indicative and claim_holds is not None else word
 
 
+def _num(v: Any, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)  # non-finite values are null in JSON
+
+
 def _spread_lines(spread: dict[str, Any]) -> list[str]:
     lines = []
     for name, rec in spread.items():
         if isinstance(rec, dict) and "mean" in rec:
             sd = rec.get("sd")
-            lines.append(f"- {name}: mean {rec['mean']:.4g}"
+            lines.append(f"- {name}: mean {_num(rec['mean'], '.4g')}"
                          + (f", sd {sd:.2g}" if sd is not None else "")
-                         + f", range [{rec['min']:.4g}, {rec['max']:.4g}] over {rec['n']} "
-                         "seed(s)")
+                         + f", range [{_num(rec['min'], '.4g')}, {_num(rec['max'], '.4g')}] "
+                         f"over {rec['n']} seed(s)")
         else:
             lines.append(f"- {name}: {rec}")
     return lines
