@@ -153,6 +153,21 @@ def pair_derivative_expectations(act, Q: np.ndarray) -> np.ndarray:
     return _pairs(act, Q, True)[1]
 
 
+#: The recursion needs products of two variances in float64: it stops (ValueError) once a
+#: non-zero diagonal entry leaves [1e-150, 1e150] instead of returning rounding noise.
+DIAG_RANGE = (1e-150, 1e150)
+
+
+def _check_range(K: np.ndarray, layer: int) -> None:
+    d = np.diag(K)
+    bad = ~np.isfinite(d) | ((d != 0) & ((np.abs(d) < DIAG_RANGE[0]) | (np.abs(d) > DIAG_RANGE[1])))
+    if np.any(bad):
+        raise ValueError(f"the kernel's diagonal reaches {d[bad][0]:.3g} at layer {layer}, outside "
+                         f"the float64 range the recursion can use ({DIAG_RANGE[0]:g} to "
+                         f"{DIAG_RANGE[1]:g}: the variance vanishes or explodes with depth); use "
+                         "a smaller depth or rescale the inputs")
+
+
 def mlp_layers(act, sigma_w: float, sigma_b: float, depth: int, X, *,
                ntk: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """The MLP recursion, layer by layer: yields ``(K^l, Theta^l)`` for ``l = 1 .. depth``.
@@ -172,7 +187,8 @@ def mlp_layers(act, sigma_w: float, sigma_b: float, depth: int, X, *,
         K = sb**2 + sw**2 * (X @ X.T) / X.shape[1]
         T = K.copy() if ntk else None
         yield K, T
-        for _ in range(depth - 1):
+        for layer in range(2, depth + 1):
+            _check_range(K, layer - 1)
             F, dF = _pairs(a, K, ntk)
             K = sb**2 + sw**2 * F
             if ntk:  # Theta^{l+1} = Theta^l qdot^{l+1} + K^{l+1}
@@ -249,6 +265,7 @@ def resnet_layers(act, depth: int | None, X, *, scales: Sequence[float] | None =
         T = Q.copy() if ntk else None
         yield Q, T
         for i in range(depth):
+            _check_range(Q, i)
             F, dF = _pairs(a, Q, ntk)
             if ntk:
                 step = T * dF + F

@@ -35,8 +35,11 @@ from .activations import as_activation
 from .kernels import _inputs, mlp_layers
 from .ntk import resnet_ntk
 
-#: Distances at or below this are rounding noise and are left out of the decay fits.
+#: Distances at or below this are rounding noise and are left out of the decay fits: 1e-12
+#: when phi' is continuous; 1e-7 when it jumps (ReLU-like), because ``E[phi' phi']`` moves
+#: like ``sqrt(1 - c)`` and a correlation rounded by 1e-16 moves it by ~1e-8.
 FIT_FLOOR = 1e-12
+FIT_FLOOR_KINKED = 1e-7
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class DecayFit:
     """Two fits of a decaying quantity ``d(L)``: ``A exp(-rate L)`` and ``B L^(-exponent)``.
 
     Least squares on ``log d`` against ``L`` (exponential) and against ``log L`` (power law),
-    over the points with ``d > FIT_FLOOR``; ``r2_*`` are their coefficients of determination
+    over the points above the rounding floor (``FIT_FLOOR`` / ``FIT_FLOOR_KINKED``); ``r2_*`` are their coefficients of determination
     (same response, same number of parameters: comparable), ``better`` the fit with the larger
     one. NaN (and ``better="none"``) with fewer than 3 usable points.
     """
@@ -95,11 +98,12 @@ def normalised_kernel(K) -> np.ndarray:
     return K / np.outer(s, s)
 
 
-def decay_fit(depths: Sequence[float], distance: Sequence[float]) -> DecayFit:
-    """:class:`DecayFit` of ``distance`` against ``depths`` (points above ``FIT_FLOOR``)."""
+def decay_fit(depths: Sequence[float], distance: Sequence[float], *,
+              floor: float = FIT_FLOOR) -> DecayFit:
+    """:class:`DecayFit` of ``distance`` against ``depths`` (the points above ``floor``)."""
     L = np.asarray(depths, dtype=float)
     d = np.asarray(distance, dtype=float)
-    ok = np.isfinite(d) & (d > FIT_FLOOR) & (L > 0)
+    ok = np.isfinite(d) & (d > floor) & (L > 0)
     if ok.sum() < 3:
         return DecayFit(math.nan, math.nan, math.nan, math.nan, "none", int(ok.sum()))
     y = np.log(d[ok])
@@ -169,7 +173,10 @@ def trivial_limit(act, sigma_w: float, sigma_b: float) -> float:
                      "pass limit=")
 
 
-def _summaries(T: np.ndarray, limit) -> tuple[float, float, float]:
+def _summaries(T: np.ndarray, limit, depth: int) -> tuple[float, float, float]:
+    if not np.all(np.isfinite(T)) or not np.all(np.diag(T) > 0):
+        raise ValueError(f"the NTK at depth {depth} has a zero or non-finite diagonal entry "
+                         "(a zero input with sigma_b = 0?): it cannot be normalised")
     Tn = normalised_kernel(T)
     off = ~np.eye(Tn.shape[0], dtype=bool)
     dist = float(np.max(np.abs(Tn - limit)[off]))
@@ -208,11 +215,11 @@ def ntk_depth_profile(act, sigma_w: float, sigma_b: float, depths: Sequence[int]
     for level, (_K, T) in enumerate(mlp_layers(a, sigma_w, sigma_b, int(ds[-1]), X, ntk=True),
                                     start=1):
         if level in ds:
-            rows.append(_summaries(T, lim))
+            rows.append(_summaries(T, lim, level))
     dist, spread, cond = (np.array(v) for v in zip(*rows, strict=True))
     return NTKDepthProfile(a.name, "mlp", float(sigma_w), float(sigma_b),
                            phase(a, sigma_w, sigma_b), ds, lim, dist, spread, cond,
-                           decay_fit(ds, dist))
+                           decay_fit(ds, dist, floor=_floor(a)))
 
 
 def resnet_ntk_depth_profile(act, depths: Sequence[int], X, *,
@@ -228,7 +235,11 @@ def resnet_ntk_depth_profile(act, depths: Sequence[int], X, *,
     X = _check_pairs(X)
     ds = _depths(depths)
     lim = normalised_kernel(resnet_ntk(a, None, X, infinite=True, rtol=rtol))
-    rows = [_summaries(resnet_ntk(a, int(L), X), lim) for L in ds]
+    rows = [_summaries(resnet_ntk(a, int(L), X), lim, int(L)) for L in ds]
     dist, spread, cond = (np.array(v) for v in zip(*rows, strict=True))
     return NTKDepthProfile(a.name, "resnet", None, None, "resnet", ds, lim, dist, spread, cond,
-                           decay_fit(ds, dist))
+                           decay_fit(ds, dist, floor=_floor(a)))
+
+
+def _floor(a) -> float:
+    return FIT_FLOOR if a.smooth_derivative else FIT_FLOOR_KINKED
