@@ -94,8 +94,8 @@ def test_tanh_derivative_expectation_against_adaptive_quadrature():
 
     kw = {"epsabs": 1e-14, "epsrel": 1e-13}
     for i in range(3):
-        want = integrate.quad(lambda z: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
-                              * dtanh(np.sqrt(Q[i, i]) * z) ** 2, -12, 12, **kw)[0]
+        want = integrate.quad(lambda z, q=Q[i, i]: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+                              * dtanh(np.sqrt(q) * z) ** 2, -12, 12, **kw)[0]
         np.testing.assert_allclose(got[i, i], want, rtol=1e-12)
         for j in range(i + 1, 3):
             L = np.linalg.cholesky(Q[np.ix_([i, j], [i, j])])

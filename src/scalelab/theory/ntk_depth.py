@@ -26,7 +26,7 @@ the infinite-depth NTK (``resnet_ntk(..., infinite=True)``) — not a trivial ke
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +47,10 @@ class DecayFit:
     """Two fits of a decaying quantity ``d(L)``: ``A exp(-rate L)`` and ``B L^(-exponent)``.
 
     Least squares on ``log d`` against ``L`` (exponential) and against ``log L`` (power law),
-    over the points above the rounding floor (``FIT_FLOOR`` / ``FIT_FLOOR_KINKED``); ``r2_*`` are their coefficients of determination
-    (same response, same number of parameters: comparable), ``better`` the fit with the larger
-    one. NaN (and ``better="none"``) with fewer than 3 usable points.
+    over the points above the rounding floor (``FIT_FLOOR`` / ``FIT_FLOOR_KINKED``); ``r2_*``
+    are their coefficients of determination (same response, same number of parameters:
+    comparable), ``better`` the fit with the larger one. NaN (and ``better="none"``) with
+    fewer than 3 usable points.
     """
 
     rate: float
@@ -193,7 +194,9 @@ def _check_pairs(X) -> np.ndarray:
 
 
 def ntk_depth_profile(act, sigma_w: float, sigma_b: float, depths: Sequence[int], X, *,
-                      limit: float | None = None) -> NTKDepthProfile:
+                      limit: float | None = None,
+                      progress: Callable[[Iterable, int], Iterable] | None = None
+                      ) -> NTKDepthProfile:
     """Distance of the normalised MLP NTK to its trivial limit, per depth, and its decay.
 
     Args:
@@ -202,6 +205,8 @@ def ntk_depth_profile(act, sigma_w: float, sigma_b: float, depths: Sequence[int]
             largest.
         X: at least 2 inputs, one per row (distinct, or the pair never separates).
         limit: ``Theta~_inf``; None takes :func:`trivial_limit` (ValueError where none is known).
+        progress: optional ``progress(iterable, total)`` wrapping the layer loop (a progress
+            bar, e.g. ``scalelab._progress.track``).
     Returns:
         :class:`NTKDepthProfile` (``fit`` on ``distance``). arXiv 1905.13654; PMLR 163 (2022).
     """
@@ -212,8 +217,8 @@ def ntk_depth_profile(act, sigma_w: float, sigma_b: float, depths: Sequence[int]
     ds = _depths(depths)
     lim = trivial_limit(a, sigma_w, sigma_b) if limit is None else float(limit)
     rows = []
-    for level, (_K, T) in enumerate(mlp_layers(a, sigma_w, sigma_b, int(ds[-1]), X, ntk=True),
-                                    start=1):
+    layers = enumerate(mlp_layers(a, sigma_w, sigma_b, int(ds[-1]), X, ntk=True), start=1)
+    for level, (_K, T) in (layers if progress is None else progress(layers, int(ds[-1]))):
         if level in ds:
             rows.append(_summaries(T, lim, level))
     dist, spread, cond = (np.array(v) for v in zip(*rows, strict=True))
@@ -222,20 +227,23 @@ def ntk_depth_profile(act, sigma_w: float, sigma_b: float, depths: Sequence[int]
                            decay_fit(ds, dist, floor=_floor(a)))
 
 
-def resnet_ntk_depth_profile(act, depths: Sequence[int], X, *,
-                             rtol: float = 1e-10) -> NTKDepthProfile:
+def resnet_ntk_depth_profile(act, depths: Sequence[int], X, *, rtol: float = 1e-10,
+                             progress: Callable[[Iterable, int], Iterable] | None = None
+                             ) -> NTKDepthProfile:
     """The same profile for the ``1/sqrt(L)`` ResNet of :func:`~scalelab.theory.resnet_ntk`.
 
     ``limit`` is the normalised infinite-depth NTK (``infinite=True``, ODE tolerance ``rtol``),
     an input-dependent kernel: ``distance`` measures convergence to it (the finite recursion
     is its Euler scheme, so O(1/L) is expected), ``spread`` whether the inputs are forgotten.
-    One recursion per depth (the branch scale depends on L). arXiv 2302.00453.
+    One recursion per depth (the branch scale depends on L); ``progress`` as in
+    :func:`ntk_depth_profile`. arXiv 2302.00453.
     """
     a = as_activation(act)
     X = _check_pairs(X)
     ds = _depths(depths)
     lim = normalised_kernel(resnet_ntk(a, None, X, infinite=True, rtol=rtol))
-    rows = [_summaries(resnet_ntk(a, int(L), X), lim, int(L)) for L in ds]
+    rows = [_summaries(resnet_ntk(a, int(L), X), lim, int(L))
+            for L in (ds if progress is None else progress(ds, len(ds)))]
     dist, spread, cond = (np.array(v) for v in zip(*rows, strict=True))
     return NTKDepthProfile(a.name, "resnet", None, None, "resnet", ds, lim, dist, spread, cond,
                            decay_fit(ds, dist, floor=_floor(a)))
