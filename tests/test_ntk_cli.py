@@ -66,3 +66,22 @@ def test_errors_one_line_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(msg) and "\n" not in err, err
+
+
+def test_digit_helpers_and_kernel_regression():
+    from scalelab.experiments._ntk_common import chance, digit_split, kernel_regression_accuracy
+
+    s = digit_split(60, 40, 3)
+    assert s.x.shape == (100, 784) and s.y_train.size == 60 and s.y_test.size == 40
+    np.testing.assert_allclose((s.x**2).sum(1), 784.0, rtol=1e-12)  # on the sphere
+    assert len({row.tobytes() for row in s.x}) == 100  # distinct digits
+    np.testing.assert_array_equal(digit_split(60, 40, 3).x, s.x)  # seeded
+    assert not np.array_equal(digit_split(60, 40, 4).x, s.x)
+    # a kernel that knows the labels classifies perfectly; a constant one cannot beat chance
+    label_kernel = (s.y[:, None] == s.y[None, :]).astype(float) + 1e-3 * np.eye(100)
+    acc, spread = kernel_regression_accuracy(label_kernel, s)
+    assert acc == 1.0 and spread == pytest.approx(1 / 1.001)
+    acc, spread = kernel_regression_accuracy(np.ones((100, 100)) + 1e-6 * np.eye(100), s)
+    assert acc <= chance(s) and spread == 0.0
+    x = digit_inputs(12, 0)
+    assert x.shape == (12, 784)

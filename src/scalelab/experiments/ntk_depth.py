@@ -149,6 +149,7 @@ def _regression(s: dict, seeds: list[int]) -> dict:
     nets = _regression_nets()
     acc = {n[0]: [] for n in nets}
     spr = {n[0]: [] for n in nets}
+    failed = {n[0]: 0 for n in nets}
     chances = []
     for seed in seeds:
         split = digit_split(s["n_train"], s["n_test"], seed)
@@ -161,23 +162,24 @@ def _regression(s: dict, seeds: list[int]) -> dict:
                 rows = [kernel_regression_accuracy(T, split) for level, (_K, T) in
                         enumerate(mlp_layers(act, sw, sb, depths[-1], split.x, ntk=True), 1)
                         if level in depths]
-            acc[label].append([r[0] for r in rows])
+            # a failed solve (NaN) counts as chance, as the criterion says; counted apart
+            failed[label] += sum(math.isnan(r[0]) for r in rows)
+            acc[label].append([chances[-1] if math.isnan(r[0]) else r[0] for r in rows])
             spr[label].append([r[1] for r in rows])
     curves = {}
     for label, act, sw, sb, kind, xi in nets:
         a = np.array(acc[label], dtype=float)  # (seeds, depths)
         curves[label] = dict(kind=kind, act=act, sigma_w=sw, sigma_b=sb, xi_c=xi,
                              depths=depths, accuracy=a, spread=np.array(spr[label]),
-                             mean=np.nanmean(a, 0) if np.isfinite(a).any() else a[0],
-                             min=np.nan_to_num(a, nan=0.0).min(0),
-                             max=np.nan_to_num(a, nan=0.0).max(0))
+                             mean=a.mean(0), min=a.min(0), max=a.max(0),
+                             failed_solves=failed[label])
     return dict(depths=depths, seeds=seeds, chance=chances, n_train=s["n_train"],
                 n_test=s["n_test"], curves=curves)
 
 
 def _collapse_depth(acc: np.ndarray, depths: list[int], chance_rate: float) -> float:
-    """First depth with accuracy <= chance + margin (NaN = a failed solve: chance)."""
-    hit = np.isnan(acc) | (acc <= chance_rate + COLLAPSE_MARGIN)
+    """First depth with accuracy <= chance + margin (inf if none)."""
+    hit = acc <= chance_rate + COLLAPSE_MARGIN
     return float(depths[int(np.argmax(hit))]) if hit.any() else math.inf
 
 
@@ -238,7 +240,7 @@ def run(ctx: Context) -> Outcome:
             collapse[label] = dict(depth=lc, in_xi_c=[v / cur["xi_c"] for v in lc],
                                    xi_c=cur["xi_c"])
         else:
-            a = np.nan_to_num(cur["accuracy"], nan=0.0)
+            a = cur["accuracy"]
             kept[label] = (a[:, -1] / a.max(1)).tolist()
     part2 = (all(v <= COLLAPSE_XI for r in collapse.values() for v in r["in_xi_c"])
              and all(v >= KEEP for r in kept.values() for v in r))
@@ -274,7 +276,7 @@ def run(ctx: Context) -> Outcome:
         f"(3) log-log slopes of error vs width: "
         + ", ".join(f"{k} {v:.3f}" for k, v in slopes.items()) + f". Part 3 holds: {part3}.")
     spreads = {f"regression accuracy at L={reg['depths'][-1]}, {k}":
-               spread(np.nan_to_num(v["accuracy"][:, -1], nan=0.0), reg_seeds)
+               spread(v["accuracy"][:, -1], reg_seeds)
                for k, v in reg["curves"].items()}
     spreads.update({f"collapse depth / xi_c, {k}": spread(r["in_xi_c"], reg_seeds)
                     for k, r in collapse.items() if all(math.isfinite(v) for v in r["in_xi_c"])})
