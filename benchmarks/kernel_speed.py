@@ -61,19 +61,24 @@ torch.manual_seed(0)
 x = torch.from_numpy(digit_split(200, 0, 0).x).float()
 net = NTKMLP(784, 2048, 3, 1, "relu", sigma_w=2 ** 0.5)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.perf_counter(); K = empirical_ntk(net, x); t = time.perf_counter() - t0
+t0, c0 = time.perf_counter(), time.process_time()
+K = empirical_ntk(net, x)
+t, c = time.perf_counter() - t0, time.process_time() - c0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(t, base / 2**20, peak / 2**20, sum(p.numel() for p in net.parameters()), K.shape[0])
+print(t, c, base / 2**20, peak / 2**20, sum(p.numel() for p in net.parameters()), K.shape[0])
 """
 
 
-def _median_time(fn, reps: int) -> float:
-    times = []
+def _median_time(fn, reps: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (CPU: all threads; on a loaded machine the better guide
+    to what an idle one would take)."""
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def main() -> None:
@@ -86,12 +91,12 @@ def main() -> None:
     rows = []
     for act in ("relu", "erf"):
         ours = ntk_kernel(act, SW, SB, DEPTH, X)
-        rows.append({"kernel": f"ntk_kernel {act}", "n": N, "depth": DEPTH,
-                     "seconds": _median_time(lambda a=act: ntk_kernel(a, SW, SB, DEPTH, X),
-                                             args.reps), "_value": ours})
-        rows.append({"kernel": f"nngp_kernel {act}", "n": N, "depth": DEPTH,
-                     "seconds": _median_time(lambda a=act: nngp_kernel(a, SW, SB, DEPTH, X),
-                                             args.reps)})
+        wall, cpu = _median_time(lambda a=act: ntk_kernel(a, SW, SB, DEPTH, X), args.reps)
+        rows.append({"kernel": f"ntk_kernel {act}", "n": N, "depth": DEPTH, "seconds": wall,
+                     "cpu_seconds": cpu, "_value": ours})
+        wall, cpu = _median_time(lambda a=act: nngp_kernel(a, SW, SB, DEPTH, X), args.reps)
+        rows.append({"kernel": f"nngp_kernel {act}", "n": N, "depth": DEPTH, "seconds": wall,
+                     "cpu_seconds": cpu})
     if args.peer:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "x.npy")
@@ -111,9 +116,9 @@ def main() -> None:
     if not args.skip_empirical:
         res = subprocess.run([sys.executable, "-c", _EMPIRICAL], capture_output=True, text=True,
                              check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        t, base, peak, params, n = res.stdout.split()
+        t, c, base, peak, params, n = res.stdout.split()
         rows.append({"kernel": "empirical_ntk NTKMLP(784, 2048, 3 layers)", "n": int(n),
-                     "parameters": int(params), "seconds": float(t),
+                     "parameters": int(params), "seconds": float(t), "cpu_seconds": float(c),
                      "rss_before_gib": float(base), "peak_rss_gib": float(peak)})
     for r in rows:
         r.pop("_value", None)
