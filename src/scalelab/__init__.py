@@ -34,3 +34,9 @@ from .theory import nngp_kernel as nngp_kernel  # noqa: E402
 from .theory import resnet_kernel as resnet_kernel  # noqa: E402
 
 __all__ += ["nngp_kernel", "resnet_kernel"]
+
+# Neural tangent kernels (scalelab.theory.ntk, issue 16).
+from .theory import ntk_kernel as ntk_kernel  # noqa: E402
+from .theory import resnet_ntk as resnet_ntk  # noqa: E402
+
+__all__ += ["ntk_kernel", "resnet_ntk"]

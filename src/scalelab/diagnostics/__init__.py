@@ -4,6 +4,7 @@
   (forward/backward hooks, any ``nn.Module``).
 - :func:`layer_alignment` — centred alignment of each layer's tangent kernel with the labels
   (arXiv 2110.11749); :func:`layer_tangent_kernels` gives the kernels themselves.
+- :func:`empirical_ntk` — the finite-width neural tangent kernel ``J J^T`` (torch.func).
 - :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
 - :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
 
@@ -31,3 +32,8 @@ __all__ = [
     "load_state_dict_file", "output_field", "propagation_profile", "reference_mlp",
     "reference_model", "select_layers",
 ]
+
+# The empirical (finite-width) NTK (issue 16).
+from ._ntk import empirical_ntk as empirical_ntk  # noqa: E402
+
+__all__ += ["empirical_ntk"]

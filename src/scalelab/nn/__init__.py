@@ -24,3 +24,10 @@ from .residual import scale_residual_ as scale_residual_
 from .residual import scaled_residual as scaled_residual
 from .survival import block_sensitivities as block_sensitivities
 from .survival import survival_rates as survival_rates
+
+# isort: split
+# NTK-parametrised reference models and the torch closed-form kernels (issue 16).
+from .kernels import torch_nngp_kernel as torch_nngp_kernel
+from .models import NTKMLP as NTKMLP
+from .models import NTKLinear as NTKLinear
+from .models import NTKResidualMLP as NTKResidualMLP

@@ -1,4 +1,6 @@
-"""Reference residual networks of any depth: a residual MLP and a small conv ResNet.
+"""Reference networks: a residual MLP and a small conv ResNet of any depth, and MLP / ResNet
+references in NTK parametrisation (:class:`NTKMLP`, :class:`NTKResidualMLP`) whose tangent
+kernels meet :func:`scalelab.theory.ntk_kernel` / :func:`~scalelab.theory.resnet_ntk`.
 
 Both use the block of Stable ResNet / Depth-µP / the depth-limit papers,
 ``y_l = y_{l-1} + lambda_l W_l phi(y_{l-1})``, with ``lambda_l`` from
@@ -189,3 +191,102 @@ class ConvResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class NTKLinear(nn.Module):
+    """``y = (sigma_w / sqrt(in)) x W^T + sigma_b b`` with ``W, b ~ N(0, 1)``: NTK parametrisation.
+
+    The trained parameters are the unit-variance ``W`` and ``b``; the multipliers sit in the
+    forward pass, so the tangent kernel has a width limit (Jacot et al. 2018). No bias when
+    ``sigma_b = 0``. The forward pass equals an ``nn.Linear`` with weights
+    ``N(0, sigma_w^2 / in)`` and biases ``N(0, sigma_b^2)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, sigma_w: float = 1.0,
+                 sigma_b: float = 0.0) -> None:
+        super().__init__()
+        self.in_features, self.out_features = check_int("in_features", in_features), \
+            check_int("out_features", out_features)
+        self.sigma_w = check_positive("sigma_w", sigma_w)
+        self.sigma_b = check_positive("sigma_b", sigma_b, allow_zero=True)
+        self.weight = nn.Parameter(torch.randn(self.out_features, self.in_features))
+        self.bias = nn.Parameter(torch.randn(self.out_features)) if self.sigma_b > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (self.sigma_w / math.sqrt(self.in_features)) * (x @ self.weight.T)  # (B, out)
+        return y if self.bias is None else y + self.sigma_b * self.bias
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"sigma_w={self.sigma_w:g}, sigma_b={self.sigma_b:g}")
+
+
+class NTKMLP(nn.Module):
+    """The MLP of :func:`scalelab.theory.ntk_kernel` at finite width: ``depth`` NTKLinear layers.
+
+    ``NTKLinear(in, width) -> act -> [NTKLinear(width, width) -> act] x (depth - 2) ->
+    NTKLinear(width, out)``; ``depth`` counts linear layers (``depth=1`` is one
+    ``NTKLinear(in, out)``), the convention of ``nngp_kernel`` / ``ntk_kernel``. As the width
+    grows its empirical NTK per output (:func:`scalelab.diagnostics.empirical_ntk`) tends to
+    ``ntk_kernel(act, sigma_w, sigma_b, depth, X)``, with O(1/sqrt(width)) fluctuations.
+
+    Args:
+        act: a name, module or callable (:func:`activation_module`).
+        sigma_w, sigma_b: the layers' multipliers (the same for every layer).
+        dtype: parameter dtype (float64 keeps the Monte Carlo's rounding far below its noise).
+    Paper: Jacot et al. 2018; arXiv 1905.13654.
+    """
+
+    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, act="relu", *,
+                 sigma_w: float = 1.0, sigma_b: float = 0.0,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        in_dim, width, depth, out_dim = (check_int(n, v) for n, v in (
+            ("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)))
+        dims = [in_dim] + [width] * (depth - 1) + [out_dim]
+        mods: list[nn.Module] = []
+        for i in range(depth):
+            if i:
+                mods.append(activation_module(act))
+            mods.append(NTKLinear(dims[i], dims[i + 1], sigma_w=sigma_w, sigma_b=sigma_b))
+        self.layers = nn.Sequential(*mods).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class NTKResidualMLP(nn.Module):
+    """The ResNet of :func:`scalelab.theory.resnet_ntk` at finite width, NTK parametrisation.
+
+    ``Y_0 = W_in x / sqrt(d)``, ``Y_l = Y_{l-1} + alpha_l W_l act(Y_{l-1}) / sqrt(n)``, every
+    weight ``N(0, 1)``, no biases; ``forward`` returns the readout ``V Y_L / sqrt(n)``
+    (``out_dim`` outputs), whose NTK tends to ``resnet_ntk(...) + resnet_kernel(...)`` (the
+    readout's own gradient adds ``Q_L``); ``features`` returns ``Y_L``.
+
+    Args:
+        scales: the ``alpha_l`` (one per block, e.g. :func:`branch_scales` output); default
+            ``1/sqrt(depth)``.
+        act, dtype: as in :class:`NTKMLP`.
+    Papers: arXiv 1905.13654, arXiv 2302.00453, arXiv 2310.01683.
+    """
+
+    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, act="relu", *,
+                 scales: Sequence[float] | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        depth, scales, _ = _resolve(depth, "stable", scales, 1.0, 1.0, 1, 0.0)
+        self.input = NTKLinear(check_int("in_dim", in_dim), check_int("width", width))
+        self.blocks = nn.ModuleList(
+            ScaledResidual(nn.Sequential(activation_module(act), NTKLinear(width, width)), s)
+            for s in scales)
+        self.output = NTKLinear(width, check_int("out_dim", out_dim))
+        self.to(dtype)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.input(x)  # (B, width)
+        for block in self.blocks:
+            y = block(y)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(x))

@@ -53,3 +53,9 @@ from ._data import plot_text_collapse as plot_text_collapse  # noqa: E402
 
 __all__ += ["plot_collapse", "plot_data_pruning_accuracy", "plot_lood_vs_empirical",
             "plot_text_collapse"]
+
+from ._ntk import plot_ntk_depth_profile as plot_ntk_depth_profile  # noqa: E402
+from ._ntk import plot_ntk_regression as plot_ntk_regression  # noqa: E402
+from ._ntk import plot_ntk_width_convergence as plot_ntk_width_convergence  # noqa: E402
+
+__all__ += ["plot_ntk_depth_profile", "plot_ntk_regression", "plot_ntk_width_convergence"]

@@ -1,11 +1,11 @@
 """Queries that maximise LOOD, found with torch Adam (arXiv 2309.17310, section on optimal
 queries; the official code optimises the query inputs with Adam in JAX).
 
-The gradient with respect to the queries comes from torch autodiff through a torch copy of
-the NNGP recursion — closed forms, exact: the arc-cosine kernel for piecewise-linear
-activations through the origin (relu, leaky_relu, abs, linear) and Williams' kernel for erf.
-Other activations: pass a torch-differentiable kernel callable instead. torch is imported
-inside the functions only.
+The gradient with respect to the queries comes from torch autodiff through
+:func:`scalelab.nn.torch_nngp_kernel` (the NNGP recursion in torch, closed forms, exact: the
+arc-cosine kernel for piecewise-linear activations through the origin — relu, leaky_relu,
+abs, linear — and Williams' kernel for erf). Other activations: pass a torch-differentiable
+kernel callable instead. torch is imported inside the functions only.
 """
 
 from __future__ import annotations
@@ -31,59 +31,14 @@ from ._lood import (
 def torch_nngp_kernel(spec: dict | None = None) -> Callable:
     """A torch function ``(X1, X2) -> K(X1, X2)`` equal to :func:`scalelab.theory.nngp_kernel`.
 
-    Differentiable in both arguments (float64). ``spec`` as in :data:`DEFAULT_KERNEL`.
+    ``spec`` as in :data:`DEFAULT_KERNEL` (missing keys take its values). Kept here for LOOD's
+    spec dicts; the kernel itself lives in :func:`scalelab.nn.torch_nngp_kernel` (the one home
+    of scalelab's torch kernels, docs/kernels.md), which this calls.
     """
-    from ..theory.activations import as_activation
-    from ..theory.closed_forms import Erf
+    from ..nn.kernels import torch_nngp_kernel as kernel_fn
 
     spec = {**DEFAULT_KERNEL, **(spec or {})}
-    act = as_activation(spec["act"])
-    sw = check_positive("sigma_w", spec["sigma_w"])
-    sb = check_positive("sigma_b", spec["sigma_b"], allow_zero=True)
-    depth = check_int("depth", spec["depth"])
-    if act.slopes is not None:
-        right, left = act.slopes
-        kind = "pl"
-    elif isinstance(act.kernel, Erf) and not act.params:
-        kind = "erf"
-    else:
-        raise ValueError(f"query optimisation has torch closed forms for piecewise-linear "
-                         f"activations and erf only, got act {act!r}; pass a torch-"
-                         "differentiable kernel callable instead")
-
-    def pair(qa, qb, s):
-        """E[phi(U) phi(V)] for variances qa (n, 1), qb (1, m) and covariance s (n, m)."""
-        import torch
-
-        if kind == "erf":
-            return 2 / math.pi * torch.asin(2 * s / torch.sqrt((1 + 2 * qa) * (1 + 2 * qb)))
-        root = torch.sqrt(qa * qb)
-        # Clamp away from +-1 so that the gradient of the angle stays finite.
-        c = torch.clamp(s / root, -1 + 1e-12, 1 - 1e-12)
-        t = 2 * torch.atan2(torch.sqrt(1 - c), torch.sqrt(1 + c))
-        sin_minus = torch.sin(t) - t * torch.cos(t)
-        same = math.pi * torch.cos(t) + sin_minus  # sin t + (pi - t) cos t
-        ll, lb = right**2 + left**2, 2 * right * left
-        return root / (2 * math.pi) * (ll * same - lb * sin_minus)
-
-    def diag(q):
-        import torch
-
-        if kind == "erf":
-            return 2 / math.pi * torch.asin(2 * q / (1 + 2 * q))
-        return (right**2 + left**2) / 2 * q
-
-    def kernel(X1, X2):
-        d = X1.shape[1]
-        s = sb**2 + sw**2 * (X1 @ X2.T) / d
-        q1 = sb**2 + sw**2 * (X1 * X1).sum(1, keepdim=True) / d  # (n, 1)
-        q2 = sb**2 + sw**2 * (X2 * X2).sum(1, keepdim=True).T / d  # (1, m)
-        for _ in range(depth - 1):
-            s = sb**2 + sw**2 * pair(q1, q2, s)
-            q1, q2 = sb**2 + sw**2 * diag(q1), sb**2 + sw**2 * diag(q2)
-        return s
-
-    return kernel
+    return kernel_fn(spec["act"], spec["sigma_w"], spec["sigma_b"], spec["depth"])
 
 
 @dataclass

@@ -61,3 +61,20 @@ from .collapse import simulate_collapse as simulate_collapse  # noqa: E402
 
 __all__ += ["CollapseTrace", "collapse_purity", "deviation_limit", "max_synthetic_fraction",
             "mixed_deviation", "simulate_collapse"]
+
+# Neural tangent kernels and their depth profiles (issue 16).
+from .kernels import pair_derivative_expectations as pair_derivative_expectations  # noqa: E402
+from .ntk import KernelPair as KernelPair  # noqa: E402
+from .ntk import ntk_kernel as ntk_kernel  # noqa: E402
+from .ntk import resnet_ntk as resnet_ntk  # noqa: E402
+from .ntk_depth import DecayFit as DecayFit  # noqa: E402
+from .ntk_depth import NTKDepthProfile as NTKDepthProfile  # noqa: E402
+from .ntk_depth import decay_fit as decay_fit  # noqa: E402
+from .ntk_depth import normalised_kernel as normalised_kernel  # noqa: E402
+from .ntk_depth import ntk_depth_profile as ntk_depth_profile  # noqa: E402
+from .ntk_depth import resnet_ntk_depth_profile as resnet_ntk_depth_profile  # noqa: E402
+from .ntk_depth import trivial_limit as trivial_limit  # noqa: E402
+
+__all__ += ["DecayFit", "KernelPair", "NTKDepthProfile", "decay_fit", "normalised_kernel",
+            "ntk_depth_profile", "ntk_kernel", "pair_derivative_expectations", "resnet_ntk",
+            "resnet_ntk_depth_profile", "trivial_limit"]

@@ -126,6 +126,14 @@ class Activation:
         return gaussian.expect_pair(self.d1, self.d1, q_a, q_b, c, kinks_f=self.kinks,
                                     kinks_g=self.kinks, scale=self.scale)
 
+    def pair_moments(self, q_a, q_b, c):
+        """``(E[phi(U) phi(V)], E[phi'(U) phi'(V)])``: :meth:`pair` and :meth:`dpair` at once
+        (closed forms share their angle; quadrature runs twice)."""
+        fused = getattr(self.kernel, "pair_moments", None)
+        if fused is not None:
+            return fused(q_a, q_b, c)
+        return self.pair(q_a, q_b, c), self.dpair(q_a, q_b, c)
+
     def gap(self, q, c):
         """E[phi(U)^2] - E[phi(U) phi(V)] for equal variances q, accurate as c -> 1."""
         if self.kernel is not None:

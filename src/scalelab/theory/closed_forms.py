@@ -68,6 +68,16 @@ class PiecewiseLinear:
         ll, lb = self.l**2 + self.b**2, 2.0 * self.l * self.b
         return (ll * (np.pi - t) + lb * t) / (2 * np.pi)
 
+    def pair_moments(self, q_a, q_b, c):
+        """(pair, dpair) from one angle: the same numbers as the two methods, at half the cost."""
+        t = _theta(np.asarray(c, dtype=float))
+        b_t = _sin_minus_theta_cos(t)
+        same = np.pi * np.cos(t) + b_t
+        ll, lb = self.l**2 + self.b**2, 2.0 * self.l * self.b
+        pair = np.sqrt(np.asarray(q_a) * q_b) / (2 * np.pi) * (ll * same - lb * b_t)
+        t = t + 0.0 * np.asarray(q_a) * q_b
+        return pair, (ll * (np.pi - t) + lb * t) / (2 * np.pi)
+
     def gap(self, q, c):
         """E[phi(U)^2] - E[phi(U) phi(V)] for equal variances q, no cancellation near c = 1."""
         c = np.asarray(c, dtype=float)
@@ -105,6 +115,10 @@ class Erf:
         # (1 + 2qa)(1 + 2qb) - 4 c^2 qa qb, written so that it stays positive
         det = 1 + 2 * q_a + 2 * q_b + 4 * q_a * q_b * (1 - c) * (1 + c)
         return 4.0 / np.pi / np.sqrt(det)
+
+    def pair_moments(self, q_a, q_b, c):
+        """(pair, dpair)."""
+        return self.pair(q_a, q_b, c), self.dpair(q_a, q_b, c)
 
     def gap(self, q, c):
         """(2/pi)(arcsin x - arcsin(x c)), x = 2q/(1+2q), as one atan2 (stable for c >= 0)."""
