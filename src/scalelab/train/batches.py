@@ -207,6 +207,8 @@ def _loss_module_cls():
         def forward(self, batch: dict, keep=None):
             labels = batch["labels"]
             inputs = {k: v for k, v in batch.items() if k != "labels"}
+            if self.task == "causal":  # no KV cache: it would also disable packed masks
+                inputs["use_cache"] = False
             device = labels.device.type
             with torch.autocast(device, dtype=torch.bfloat16,
                                 enabled=self.precision == "bf16"):
@@ -214,6 +216,23 @@ def _loss_module_cls():
             return example_losses(self.task, logits, labels, keep)  # fp32 loss
 
     return LossModule
+
+
+def check_packing(model) -> None:
+    """Refuse ``packing`` for a model whose attention does not keep packed examples apart:
+    two short sequences, packed and alone, must give the same logits (a cheap forward)."""
+    import torch
+
+    device = next(model.parameters()).device
+    a = torch.tensor([[3, 4, 5]], device=device)
+    b = torch.tensor([[6, 7]], device=device)
+    with torch.no_grad():
+        alone = model(input_ids=b, use_cache=False).logits[0]
+        packed = model(input_ids=torch.cat([a, b], 1), use_cache=False,
+                       position_ids=torch.tensor([[0, 1, 2, 0, 1]], device=device)).logits[0, 3:]
+    if not torch.allclose(alone.float(), packed.float(), rtol=1e-3, atol=1e-4):
+        raise ValueError(f"packing: {type(model).__name__}'s attention lets packed examples see "
+                         "each other with this transformers version; run without --packing")
 
 
 def loss_module(model, task: str, precision: str = "fp32"):

@@ -38,6 +38,7 @@ from .._progress import progress_enabled
 from .._utils import seed_everything, to_jsonable
 from .batches import (
     batch_indices,
+    check_packing,
     evaluate,
     loss_module,
     make_encoder,
@@ -282,6 +283,11 @@ class FinetuneRun:
                                     chat_template=c.chat_template, system_prompt=c.system_prompt,
                                     packing=c.packing)
         self._warn_truncation()
+        if c.packing:
+            was = self.model.training
+            self.model.eval()
+            check_packing(self.model)
+            self.model.train(was)
         module = loss_module(self.model, self.task, c.precision)
         self.module, self.optimizer = self.acc.prepare(module, self.optimizer)
         if self.meta is not None:
