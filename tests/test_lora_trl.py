@@ -27,7 +27,9 @@ def lm(tmp_path_factory):
     model = AutoModelForCausalLM.from_pretrained(folder)
     model.resize_token_embeddings(len(tok))
     model.config.eos_token_id = tok.eos_token_id
-    return model, tok
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder), tok
 
 
 def _data():
@@ -47,7 +49,10 @@ def _trainer(lm, tmp_path, **kw):
     class LoraPlusSFTTrainer(LoraPlusMixin, SFTTrainer):
         pass
 
-    model, tok = lm
+    from transformers import AutoModelForCausalLM
+
+    folder, tok = lm
+    model = AutoModelForCausalLM.from_pretrained(folder)  # a fresh model: SFTTrainer wraps it
     optim = kw.pop("optim", "adamw_torch")
     args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4,
                      learning_rate=1e-3, report_to=[], save_strategy="no", logging_strategy="no",
