@@ -9,6 +9,10 @@ from .init import detect_activation as detect_activation
 from .init import eoc_normal_ as eoc_normal_
 from .init import init_eoc_ as init_eoc_
 from .init import init_gaussian_ as init_gaussian_
+from .lm_loss import ScoredCausalLM as ScoredCausalLM
+from .lm_loss import linear_cross_entropy as linear_cross_entropy
+from .lm_loss import scored_causal_lm_loss as scored_causal_lm_loss
+from .lm_loss import unfused_reason as unfused_reason
 from .models import ConvResNet as ConvResNet
 from .models import ResidualMLP as ResidualMLP
 from .models import activation_module as activation_module
