@@ -97,6 +97,8 @@ def finetune_cmd(
                          "batches (examples concatenated, attention kept within each)."),
     encoding: str = _opt(None, "--encoding", help="Text encoding of a dataset file (default "
                          "utf-8, read strictly)."),
+    compile: bool = _opt(None, "--compile/--no-compile", help="Compile the decoder blocks "
+                         "(regional torch.compile). Default: on a GPU yes, on CPU no."),
     eval_every: int = _opt(None, "--eval-every", help="Evaluate every N steps (default 25, and "
                            "at the end)."),
     eval_size: int = _opt(None, "--eval-size", help="Held-out examples (default 256; more: less "

@@ -71,20 +71,24 @@ def _pad(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _pack(rows: Sequence[tuple[list[int], list[int]]]) -> dict:
-    """Padding-free: every row concatenated in one, positions restarting per example
-    (transformers' ``DataCollatorWithFlattening``; attention never crosses examples)."""
-    from transformers import DataCollatorWithFlattening
+def _pack(rows: Sequence[tuple[list[int], list[int]]], row_length: int, pad_id: int) -> dict:
+    """Padding-free rows of at most ``row_length`` tokens: examples placed first-fit,
+    positions restarting per example (transformers' ``DataCollatorWithFlattening`` via
+    :func:`scalelab.train.fast.packed_batch`); attention never crosses examples. Rows of
+    bounded length keep the attention cost of a dense-mask kernel (SDPA on CPU) near the
+    padded batch's, where one row of the whole batch would attend across all of it."""
+    from .fast import packed_batch
 
-    collate = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
-    return dict(collate([{"input_ids": x, "labels": y} for x, y in rows]))
+    width = max(row_length, max(len(x) for x, _ in rows))
+    return packed_batch(_pad(rows, pad_id), row_length=width)
 
 
 class CausalEncoder:
     """Causal-LM examples -> token ids with ``labels = -100`` off the scored (assistant)
     tokens, rendered by :func:`.chat.render` once per example and cached.
 
-    ``packing=True`` returns padding-free batches (one row, ``position_ids``, no mask).
+    ``packing=True`` returns padding-free batches: rows of at most ``max_length`` tokens
+    holding several examples each, ``position_ids`` restarting per example, no mask.
     """
 
     def __init__(self, tokenizer, max_length: int, *, chat_template: bool = True,
@@ -112,9 +116,9 @@ class CausalEncoder:
 
     def __call__(self, examples) -> dict:
         rows = self.rows(examples)
-        if self.packing:
-            return _pack(rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if self.packing:
+            return _pack(rows, self.max_length, pad)
         return _pad(rows, pad)
 
 
@@ -206,12 +210,21 @@ def _loss_module_cls():
 
         def forward(self, batch: dict, keep=None):
             labels = batch["labels"]
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            if self.task == "causal":  # no KV cache: it would also disable packed masks
-                inputs["use_cache"] = False
-            device = labels.device.type
-            with torch.autocast(device, dtype=torch.bfloat16,
+            if keep is not None and self.task == "causal":
+                labels = labels.masked_fill(~keep[:, None], -100)
+            with torch.autocast(labels.device.type, dtype=torch.bfloat16,
                                 enabled=self.precision == "bf16"):
+                if self.task == "causal":
+                    # the LM head and its loss on the scored positions only, in chunks:
+                    # the (tokens x vocab) logits of the batch are never materialised
+                    from ..nn.lm_loss import scored_causal_lm_loss
+
+                    loss, n = scored_causal_lm_loss(
+                        self.model, batch["input_ids"], batch.get("attention_mask"), labels,
+                        position_ids=batch.get("position_ids"))
+                    zero = torch.zeros((), dtype=torch.long, device=labels.device)
+                    return loss, zero + n, zero
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
                 logits = self.model(**inputs).logits
             return example_losses(self.task, logits, labels, keep)  # fp32 loss
 

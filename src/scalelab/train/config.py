@@ -110,6 +110,8 @@ class FinetuneConfig:
         packing: causal LMs: padding-free batches (examples concatenated in one row,
             positions restarting per example, attention never crossing examples).
         encoding: text encoding of a user's dataset file (decoded strictly).
+        compile: compile the decoder blocks (regional ``torch.compile``); ``None``: on CUDA
+            yes, on CPU no (docs/finetune.md, "GPU path").
     """
 
     model: str = "minilm"
@@ -141,6 +143,7 @@ class FinetuneConfig:
     system_prompt: str | None = None
     packing: bool = False
     encoding: str = "utf-8"
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -197,6 +200,8 @@ class FinetuneConfig:
         for name in ("chat_template", "packing"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true, false or null (auto), got {self.compile!r}")
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
             raise ValueError(f"system_prompt must be a string, got {self.system_prompt!r}")
         if not self.encoding or not isinstance(self.encoding, str):

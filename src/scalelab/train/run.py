@@ -277,7 +277,17 @@ class FinetuneRun:
         model, self.tokenizer = load_model(self.source, task=self.task,
                                            num_labels=self.data.num_classes or None)
         self.model = add_adapters(model, c, self.task, labels=self.data.labels)
-        self.optimizer = build_optimizer(self.model, c, self.task)
+        on_cuda = self.acc.device.type == "cuda"
+        if on_cuda:  # before the optimizer: fused AdamW needs its parameters on the GPU
+            self.model.to(self.acc.device)
+        self.optimizer = build_optimizer(self.model, c, self.task,
+                                         **({"fused": True} if on_cuda else {}))
+        if c.compile if c.compile is not None else on_cuda:
+            from .fast import compile_regions
+
+            compiled = compile_regions(self.model, dynamic=True)
+            self.say(f"compiling {len(compiled)} decoder blocks (regional torch.compile; the "
+                     "first steps include the compile time)")
         self.scheduler = build_scheduler(self.optimizer, c, self.total)
         self.encoder = make_encoder(self.task, self.tokenizer, c.max_length,
                                     chat_template=c.chat_template, system_prompt=c.system_prompt,
@@ -322,13 +332,15 @@ class FinetuneRun:
         c, acc = self.config, self.acc
         t0 = time.perf_counter()
         idx = batch_indices(self.result.steps, len(self.data.train), c.batch_size, c.seed)
-        batches = []
+        batches, tokens = [], 0
         for micro in micro_batches(idx, c.grad_accum):
-            mine = shard(micro, self.rank, self.nproc)
-            batch = self.encoder([self.data.train[i] for i in mine])
+            examples = [self.data.train[i] for i in shard(micro, self.rank, self.nproc)]
+            batch = self.encoder(examples)
+            tokens += (int(batch["attention_mask"].sum()) if "attention_mask" in batch else
+                       sum(len(self.encoder.rendered(e)[0]) for e in examples))  # packed
             batches.append({k: v.to(acc.device) for k, v in batch.items()})
         counts = torch.tensor([float(sum(scored_count(self.task, b) for b in batches)),
-                               float(sum(_tokens(b) for b in batches))], device=acc.device)
+                               float(tokens)], device=acc.device)
         if self.nproc > 1:
             counts = acc.reduce(counts, reduction="sum")
         n_scored, n_tokens = float(counts[0]), int(counts[1])
@@ -472,12 +484,6 @@ class FinetuneRun:
         self.restore()
         self.train()
         return self.finish()
-
-
-def _tokens(batch: dict) -> int:
-    if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
-    return int(batch["input_ids"].numel())
 
 
 def run_config_yaml(config: FinetuneConfig, extra: dict[str, Any] | None = None) -> str:

@@ -14,10 +14,11 @@ from typing import Any
 from .config import FinetuneConfig
 
 #: Configuration fields a resume may change: they do not change the numbers of the steps
-#: (``grad_accum`` only splits a step's batch; ``dataset``/``model`` are compared by the
-#: data's fingerprint and the model's resolved location instead of the strings given).
+#: (``grad_accum`` only splits a step's batch, ``compile`` only fuses kernels;
+#: ``dataset``/``model`` are compared by the data's fingerprint and the model's resolved
+#: location instead of the strings given).
 RESUMABLE_CHANGES = ("eval_every", "checkpoint_every", "grad_accum", "encoding", "dataset",
-                     "model")
+                     "model", "compile")
 #: ...and these too when the schedule does not depend on the total length (a constant lr
 #: with a warm-up given in steps).
 LENGTH_FIELDS = ("steps", "epochs")
