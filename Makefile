@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup demo test test-slow test-all lint bench clean
+.PHONY: setup demo demo-llm test test-slow test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,15 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/scalelab finetune --compare lora,loraplus --steps 200 --eval-every 25 --out runs/demo
+	$(BIN)/scalelab finetune --compare lora,loraplus --steps 200 --eval-every 25 --out runs/demo --overwrite
+	printf 'what a wonderful day, I love it\nthis is the worst service ever\nthe meeting is at noon\n' > runs/demo/examples.txt
+	$(BIN)/scalelab predict runs/demo/loraplus --input runs/demo/examples.txt
+
+# An LLM in a few minutes: SmolLM2-135M-Instruct + LoRA+ on the chat data, then an answer.
+demo-llm: setup
+	$(BIN)/scalelab finetune --model smollm2 --dataset chat --method loraplus --steps 40 --batch-size 8 --eval-every 20 --eval-size 64 --out runs/demo-llm --overwrite
+	printf '{"prompt": "What is your favourite book?"}\n{"prompt": "Do you like music?"}\n' > runs/demo-llm/questions.jsonl
+	$(BIN)/scalelab predict runs/demo-llm --input runs/demo-llm/questions.jsonl --max-new-tokens 40
 
 # Tests run on both cores as two single-threaded workers: torch's intra-op threads on tiny
 # tensors oversubscribe a 2-core machine (seen here: one scaling test took 73 s with

@@ -8,10 +8,14 @@ import pytest
 from scalelab.cli import main
 from scalelab.data.models import write_tiny_model
 
-ft = importlib.import_module("scalelab.train.finetune")
+ft = importlib.import_module("scalelab.train.run")
 RUN_KEYS = {"variant", "method", "init", "lr", "ratio", "head_lr", "steps", "eval_steps",
             "eval_loss", "final_eval_loss", "accuracy", "steps_to_target", "wall_s",
             "tokens_per_s", "status"}
+
+
+# the tiny model's character tokenizer makes every tweet long: cut on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:max_length:scalelab.ScalelabWarning")
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +75,15 @@ def test_single_run_json_and_resume_is_noop_when_done(tiny, tmp_path, capsys):
 def test_diverged_variant_gets_its_row_and_exit_1(tiny, tmp_path, capsys, monkeypatch):
     orig = ft.add_adapters
 
-    def poisoned(model, config, task):  # LoRA+ runs produce a NaN loss at their 3rd step
-        model = orig(model, config, task)
+    def poisoned(model, config, task, **kw):  # LoRA+ runs produce a NaN loss at their 3rd step
+        model = orig(model, config, task, **kw)
         calls = {"n": 0}
 
         def hook(module, args, output):
             if module.training and config.method == "loraplus":
                 calls["n"] += 1
                 if calls["n"] == 3:
-                    output.loss = output.loss * float("inf") * 0
+                    output.logits = output.logits * float("inf") * 0
             return output
         model.register_forward_hook(hook)
         return model
@@ -125,7 +129,7 @@ def test_compare_resume_reads_finished_variants_and_extends(tiny, tmp_path, caps
     with monkeypatch.context() as m:
         def no_training(*a, **k):
             raise AssertionError("a finished variant was trained again")
-        m.setattr(ft, "finetune", no_training)
+        m.setattr(ft.FinetuneRun, "run", no_training)
         assert main(_args(tiny, tmp_path, "--compare", "lora,loraplus", "--resume")) == 0
     assert json.loads((tmp_path / "report.json").read_text()) == first
     longer = [a if a != "6" else "8" for a in _args(tiny, tmp_path, "--compare", "lora,loraplus",

@@ -19,6 +19,8 @@ from scalelab.train import FinetuneConfig, finetune
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SCALELAB_QUIET": "1"}
+# the tiny model's character tokenizer makes every tweet long: cut on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:max_length:scalelab.ScalelabWarning")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,33 @@ def test_ddp_two_processes_equal_one_process_same_global_batch(tiny, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     moved = max(float(b[k].abs().max()) for k in b if "lora_B" in k)
     assert moved > 1e-3  # the comparison is not between two untrained adapters
+
+
+def test_ddp_causal_loss_is_the_global_token_mean_with_uneven_ranks(tmp_path):
+    """Causal LM, answers of very different lengths: rank 0 and rank 1 score different numbers
+    of tokens in every step, yet 2 processes (and 2 micro-batches) give the 1-process step:
+    the loss is the sum over the global batch's response tokens / their global count."""
+    tiny = str(write_tiny_model(tmp_path / "lm", kind="causal"))
+    data = tmp_path / "qa.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"question {i}", "response": "yes " * (
+        1 + (i % 2) * 6)}) for i in range(40)))
+    args = ["--model", tiny, "--dataset", str(data), "--method", "loraplus", "--lr", "1e-2",
+            "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--max-length", "64",
+            "--eval-size", "8", "--quiet", "--json"]
+    r = _run(TORCHRUN + ["-m", "scalelab", "finetune", *args, "--out", str(tmp_path / "ddp")])
+    ddp = json.loads(r.stdout)
+    cfg = FinetuneConfig(model=tiny, dataset=str(data), method="loraplus", lr=1e-2, steps=3,
+                         eval_every=3, batch_size=4, max_length=64, eval_size=8)
+    single = finetune(cfg, tmp_path / "one", quiet=True)
+    accum = finetune(cfg.replace(grad_accum=2), tmp_path / "acc", quiet=True)
+    np.testing.assert_allclose(ddp["train_loss"], single.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(accum.train_loss, single.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(ddp["eval_loss"], single.eval_loss, rtol=1e-5)
+    a = load_file(str(tmp_path / "ddp" / "checkpoint" / "adapter.safetensors"))
+    b = load_file(str(tmp_path / "one" / "checkpoint" / "adapter.safetensors"))
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+    assert max(float(b[k].abs().max()) for k in b if "lora_B" in k) > 1e-3
 
 
 FSDP_WORKER = r'''

@@ -9,10 +9,14 @@ Command modules import heavy libraries inside the commands, so ``--help`` stays 
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import typer
 
 from .. import __version__
+from .._errors import ScalelabWarning
+
+_default_showwarning = warnings.showwarning
 
 app = typer.Typer(
     name="scalelab",
@@ -27,6 +31,7 @@ app = typer.Typer(
 # Command modules, in the order their commands appear in --help.
 _COMMAND_MODULES = (
     "finetune",
+    "predict",
     "eoc",
     "prune",
     "prune_data",
@@ -54,17 +59,22 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"{__name__}._{_name}").register(app)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """scalelab's own warnings as one line ``warning: ...`` on stderr; others as usual."""
+    if issubclass(category, ScalelabWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scalelab`` console script."""
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=argv, prog_name="scalelab", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("default", ScalelabWarning)  # shown once per place
+            rv = command.main(args=argv, prog_name="scalelab", standalone_mode=False)
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):

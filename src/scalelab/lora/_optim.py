@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._errors import ScalelabWarning, check_positive
-from ._groups import loraplus_param_groups
+from ._groups import DEFAULT_RATIO, loraplus_param_groups
 
 # Optimizers that adapt one global step size and ignore each group's "lr" (they read only
 # max(group["lr"]) or use it as an on/off switch), so the LoRA+ ratio would silently vanish:
@@ -50,7 +50,7 @@ def _keep_embeddings_32bit(model: nn.Module, optimizer_cls: Any, kw: dict) -> No
 
 
 def create_loraplus_optimizer(model: nn.Module, optimizer_cls: Any = torch.optim.AdamW, *,
-                              lr: float, ratio: float = 16.0, **kw: Any) -> torch.optim.Optimizer:
+                              lr: float, ratio: float = DEFAULT_RATIO, **kw: Any) -> torch.optim.Optimizer:
     """Build ``optimizer_cls`` over :func:`loraplus_param_groups` of ``model``.
 
     Args:

@@ -10,7 +10,12 @@ A checkpoint is a folder ``OUT/checkpoint/`` with
 
 Tensors are read with ``safetensors`` and ``torch.load(weights_only=True)``: loading never
 runs pickled code. The folder is written as ``checkpoint.tmp`` and renamed, so a crash or a
-signal mid-write leaves the previous checkpoint intact.
+signal mid-write leaves the previous checkpoint intact (a crash between the two renames
+leaves ``checkpoint.old``, which :func:`read_meta` puts back).
+
+A checkpoint that cannot be read is never treated as absent: every unreadable, missing or
+truncated file is a :class:`CheckpointError` (a ``ValueError``: one line, exit status 2 in
+the CLI) naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -24,6 +29,32 @@ from typing import Any
 import numpy as np
 
 CHECKPOINT_DIR = "checkpoint"
+META_KEYS = ("config", "result")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated or not what it should be."""
+
+
+def _bad(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint file {str(path)!r} {what}; the checkpoint was left as "
+                           "it is (move it away, or start over with --overwrite)")
+
+
+def _load_tensor_file(path: Path, **kw):
+    """``torch.load(path, weights_only=True)`` with one-line errors naming the file."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise _bad(path, "is missing")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu", **kw)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError, ValueError, KeyError,
+            AttributeError, ImportError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise _bad(path, f"cannot be read (truncated or corrupt: {first})") from None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -129,26 +160,86 @@ def save_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler, meta: d
 
 
 def read_meta(out_dir: str | Path) -> dict[str, Any] | None:
-    """``meta.json`` of the checkpoint under ``out_dir`` (``None`` when there is none)."""
-    path = Path(out_dir) / CHECKPOINT_DIR / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """``meta.json`` of the checkpoint under ``out_dir``; ``None`` when there is no checkpoint.
+
+    Raises :class:`CheckpointError` when a checkpoint folder exists but its ``meta.json`` is
+    missing, unreadable or incomplete: such a checkpoint must not be mistaken for none (a
+    fresh start would overwrite it).
+    """
+    out = Path(out_dir)
+    folder, old = out / CHECKPOINT_DIR, out / (CHECKPOINT_DIR + ".old")
+    if not folder.exists() and old.is_dir():  # a crash between the two renames of a save
+        old.rename(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise CheckpointError(f"{str(folder)!r} is not a checkpoint folder (a file)")
+    path = folder / "meta.json"
+    if not path.is_file():
+        present = sorted(p.name for p in folder.iterdir())
+        raise _bad(path, f"is missing (the folder holds {', '.join(present) or 'nothing'}), so "
+                   "the step it holds is unknown")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f" at line {e.lineno}" if hasattr(e, "lineno") else ""
+        raise _bad(path, f"is not valid JSON{where}") from None
+    if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS) or not isinstance(
+            meta.get("result"), dict) or "steps" not in meta["result"]:
+        raise _bad(path, f"lacks the keys a checkpoint needs ({', '.join(META_KEYS)}, "
+                   "result.steps)")
+    return meta
 
 
 def load_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler,
                     process_index: int = 0) -> dict[str, Any]:
     """Restore ``model`` (unwrapped), ``optimizer``, ``scheduler`` and RNG; return the meta."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(out_dir) / CHECKPOINT_DIR
-    meta = json.loads((folder / "meta.json").read_text())
-    weights = load_file(str(folder / "adapter.safetensors"))
+    meta = read_meta(out_dir)
+    if meta is None:
+        raise CheckpointError(f"no checkpoint under {str(out_dir)!r}")
+    saved_nproc = int(meta.get("num_processes", 0) or 0)
+    rng_file = folder / f"rng-{process_index}.pt"
+    if not rng_file.is_file():
+        if saved_nproc and process_index >= saved_nproc:
+            raise CheckpointError(f"checkpoint {str(folder)!r} was saved by {saved_nproc} "
+                                  f"process(es): resume with that many (this is process "
+                                  f"{process_index})")
+        raise _bad(rng_file, "is missing")
+    wfile = folder / "adapter.safetensors"
+    if not wfile.is_file():
+        raise _bad(wfile, "is missing")
+    try:
+        weights = load_file(str(wfile))
+    except (SafetensorError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise _bad(wfile, f"cannot be read (truncated or corrupt: {first})") from None
     params = dict(model.named_parameters())
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
-        raise ValueError(f"checkpoint {str(folder)!r} does not match the model: missing "
-                         f"{missing[:3]}, unexpected {extra[:3]}")
+        raise CheckpointError(f"checkpoint {str(wfile)!r} does not match the model: missing "
+                              f"{missing[:3]}, unexpected {extra[:3]}")
+    bad_shape = [n for n, t in weights.items()
+                 if not hasattr(params[n], "device_mesh") and tuple(t.shape) != tuple(params[n].shape)]
+    if bad_shape:
+        n = bad_shape[0]
+        raise CheckpointError(f"checkpoint {str(wfile)!r}: {n} has shape "
+                              f"{tuple(weights[n].shape)}, the model's is {tuple(params[n].shape)}")
+    state = _load_tensor_file(folder / "state.pt")
+    if not isinstance(state, dict) or "optimizer" not in state or "scheduler" not in state:
+        raise _bad(folder / "state.pt", "does not hold optimizer and scheduler states")
+    if state["optimizer"] is None:
+        local = _load_tensor_file(folder / f"optimizer-{process_index}.pt")
+        params_in_order = [p for g in optimizer.param_groups for p in g["params"]]
+        opt_state = _as_param_layout(local, params_in_order)
+    else:
+        opt_state = state["optimizer"]
+    rng = _load_tensor_file(rng_file)
     with torch.no_grad():
         for n, t in weights.items():
             p = params[n]
@@ -159,18 +250,11 @@ def load_checkpoint(out_dir: str | Path, *, model, optimizer, scheduler,
                 p.to_local().copy_(t)
             else:
                 p.copy_(t)
-    state = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
-    if state["optimizer"] is None:
-        local = torch.load(folder / f"optimizer-{process_index}.pt", weights_only=True,
-                           map_location="cpu")
-        params_in_order = [p for g in optimizer.param_groups for p in g["params"]]
-        optimizer.load_state_dict(_as_param_layout(local, params_in_order))
-    else:
-        optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng_file = folder / f"rng-{process_index}.pt"
-    if not rng_file.is_file():
-        raise ValueError(f"checkpoint {str(folder)!r} has no RNG state for process "
-                         f"{process_index}: resume with the number of processes it was saved with")
-    _set_rng_state(torch.load(rng_file, weights_only=True))
+    try:
+        optimizer.load_state_dict(opt_state)
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(rng)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise _bad(folder / "state.pt", f"does not fit this run ({first})") from None
     return meta

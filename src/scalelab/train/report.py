@@ -21,7 +21,8 @@ REPORT_FILE = "report.json"
 PLOT_FILE = "loss.png"
 RUN_KEYS = ("variant", "method", "init", "lr", "ratio", "head_lr", "steps", "eval_steps",
             "eval_loss", "eval_accuracy", "final_eval_loss", "accuracy", "perplexity",
-            "steps_to_target", "wall_s", "tokens_per_s", "status", "message", "train_loss")
+            "steps_to_target", "wall_s", "tokens_per_s", "status", "message", "train_loss",
+            "adapter")
 
 
 def best_loss(eval_loss: Sequence[float | None]) -> float | None:
@@ -62,16 +63,22 @@ def _fmt(v: Any, spec: str) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The comparison as a plain-text table (one row per variant)."""
-    head = ("variant", "lr", "ratio", "head_lr", "steps", "final loss", "best loss", "accuracy",
-            "to target", "wall s", "tok/s", "status")
+    has_head = any(r.get("head_lr") is not None for r in report["runs"])
+    classify = any(r.get("accuracy") is not None for r in report["runs"])
+    head = ("variant", "lr", "ratio", "head_lr", "steps", "final loss", "best loss",
+            "accuracy" if classify else "perplexity", "to target", "wall s", "tok/s", "status")
     lines = []
     for r in report["runs"]:
-        hl = r["head_lr"]
+        hl = r.get("head_lr")
+        metric = (_fmt(r["accuracy"], ".3f") if classify else _fmt(r.get("perplexity"), ".2f"))
         lines.append((r["variant"], _fmt(r["lr"], ".2g"), _fmt(r["ratio"], "g"),
                       hl if isinstance(hl, str) else _fmt(hl, ".2g"), str(r["steps"]),
                       _fmt(r["final_eval_loss"], ".4f"), _fmt(best_loss(r["eval_loss"]), ".4f"),
-                      _fmt(r["accuracy"], ".3f"), _fmt(r["steps_to_target"], "d"),
+                      metric, _fmt(r["steps_to_target"], "d"),
                       _fmt(r["wall_s"], ".1f"), _fmt(r["tokens_per_s"], ",.0f"), r["status"]))
+    if not has_head:  # no classifier head: no head lr to show
+        head = head[:3] + head[4:]
+        lines = [row[:3] + row[4:] for row in lines]
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     target = report.get("target_loss")
@@ -83,34 +90,46 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def compare(config: FinetuneConfig, variants: Sequence[str], out_dir: str | Path, *,
-            resume: bool = False, quiet: bool = False, accelerator=None,
-            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+            resume: bool = False, overwrite: bool = False, quiet: bool = False,
+            accelerator=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fine-tune each variant (same seed, same data order) and write the report.
 
-    Each variant runs in ``out_dir/<variant>/`` (its own ``run.json`` and checkpoint); with
+    Each variant runs in ``out_dir/<variant>/`` (its own ``run.json``, checkpoint and
+    adapter); every variant's folder is checked before the first one trains. With
     ``resume``, finished variants are read back and unfinished ones continue. Writes
-    ``out_dir/report.json`` and ``out_dir/loss.png`` (main process) unless a run was
-    interrupted, and returns the report (``{"interrupted": RunResult}`` added in that case).
+    ``out_dir/report.json`` and ``out_dir/config.yaml`` (main process) unless a run was
+    interrupted, and returns the report (``{"interrupted": RunResult}`` in that case). The
+    picture of the curves is the caller's (``scalelab.plots.plot_finetune_curves``).
     """
-    from .finetune import RUN_FILE, finetune
-    from .setup import check_inputs, make_accelerator
+    from .run import RUN_FILE, FinetuneRun, run_config_yaml
+    from .setup import check_inputs, make_accelerator, resolve_precision
 
     out = Path(out_dir)
-    configs = [variant_config(config, v) for v in variants]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory, got a file: {str(out)!r}")
     inputs = check_inputs(config)
     acc = accelerator if accelerator is not None else make_accelerator()
-    runs = []
-    for v, cfg in zip(variants, configs, strict=True):
+    plans = []
+    for v in variants:
+        cfg = variant_config(config, v)
         run_file = out / v / RUN_FILE
         if resume and run_file.is_file():
             done = json.loads(run_file.read_text())
-            total = cfg.total_steps(len(inputs[0].train))
-            if (done.get("config") == cfg.to_dict() and done.get("status") in ("ok", "diverged")
+            resolved = cfg.resolved(inputs[0].task)
+            resolved = resolved.replace(precision=resolve_precision(resolved))
+            total = resolved.total_steps(len(inputs[0].train))
+            if (done.get("config") == resolved.to_dict() and done.get("status") in ("ok", "diverged")
                     and (done.get("steps") == total or done.get("status") == "diverged")):
-                runs.append(done)
+                plans.append(done)
                 continue
-        result = finetune(cfg, out / v, variant=v, resume=resume, quiet=quiet, accelerator=acc,
-                          inputs=inputs, log=log)
+        plans.append(FinetuneRun(cfg, out / v, variant=v, resume=resume, overwrite=overwrite,
+                                 quiet=quiet, accelerator=acc, inputs=inputs, log=log))
+    runs = []
+    for plan in plans:
+        if isinstance(plan, dict):
+            runs.append(plan)
+            continue
+        result = plan.run()
         if result.status == "interrupted":
             return {"interrupted": result}
         runs.append(result)
@@ -118,7 +137,5 @@ def compare(config: FinetuneConfig, variants: Sequence[str], out_dir: str | Path
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
-        from ..plots import plot_finetune_curves
-
-        plot_finetune_curves(report, out / PLOT_FILE)
+        (out / "config.yaml").write_text(run_config_yaml(config, {"compare": ",".join(variants)}))
     return report
