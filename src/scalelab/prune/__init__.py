@@ -1,16 +1,31 @@
-"""Pruning at initialisation that stays trainable (arXiv 2002.08797).
+"""Weight pruning: at initialisation (arXiv 2002.08797) and with stochastic masks (arXiv 2110.11804).
 
 Scores (magnitude, random, SNIP, GraSP, SynFlow), exact top-k masks applied through
 ``torch.nn.utils.prune``, the per-neuron rescaling trick that puts a pruned network back on
 the Edge of Chaos, and SBP-SR (sensitivity-based pruning of a Stable ResNet).
 ``prune_at_init(model, sparsity, method=...)`` does it all and returns a :class:`PruneReport`.
+Every method is an entry of a registry (:func:`get_method`, :func:`list_methods`,
+:func:`register_method`); a new method is one new module.
+
+Stochastic masks (:func:`stochastic_masks_`): a trainable Bernoulli keep-probability per
+weight, on the same ``torch.nn.utils.prune`` machinery, fine-tuned from a deterministic mask
+(:func:`train_masks`) and turned back into an exact mask by :func:`threshold_masks_`.
 """
 
 from ._at_init import METHODS as METHODS
+from ._at_init import mask_report as mask_report
 from ._at_init import prune_at_init as prune_at_init
+from ._layers import is_stochastic as is_stochastic
 from ._masks import apply_masks_ as apply_masks_
 from ._masks import prunable_layers as prunable_layers
 from ._masks import topk_masks as topk_masks
+from ._masks import unmask_ as unmask_
+from ._registry import MaskRequest as MaskRequest
+from ._registry import PruneMethod as PruneMethod
+from ._registry import compute_masks as compute_masks
+from ._registry import get_method as get_method
+from ._registry import list_methods as list_methods
+from ._registry import register_method as register_method
 from ._report import LayerReport as LayerReport
 from ._report import LayerRescale as LayerRescale
 from ._report import PruneReport as PruneReport
@@ -29,6 +44,8 @@ __all__ = [
     "record_dense_norms_", "rescale_to_eoc_", "snip_scores", "synflow_masks", "synflow_scores",
     "topk_masks",
 ]
+__all__ += ["MaskRequest", "PruneMethod", "compute_masks", "get_method", "is_stochastic",
+            "list_methods", "mask_report", "register_method", "unmask_"]
 
 # Data pruning (scores and subset selection, arXiv 2302.06960): scalelab.prune.data.
 from . import data as data  # noqa: E402
