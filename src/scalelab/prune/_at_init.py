@@ -21,10 +21,10 @@ from . import _scores  # noqa: F401  magnitude, random, snip, grasp
 from . import _synflow  # noqa: F401  synflow
 from . import _sbp_sr  # noqa: F401  sbp-sr
 # isort: on
-from ._layers import is_masked, neuron_sqnorm, prunable_layers
+from ._layers import is_masked, prunable_layers
 from ._masks import SCOPES, apply_masks_
 from ._registry import DATA_HELP, LossFn, MaskRequest, get_method, list_methods
-from ._report import LayerReport, PruneReport
+from ._report import PruneReport, mask_report
 from ._rescale import rescale_to_eoc_
 
 #: the methods prune_at_init offers, in registration order (the registry's at-init entries)
@@ -117,23 +117,3 @@ def prune_at_init(model: nn.Module, sparsity: float, method: str = "magnitude", 
     return mask_report(model, masks, method=method, scope=scope, sparsity=sparsity,
                        rescaled=rescaled if rescale else None, seconds=seconds, notes=notes)
 
-
-def mask_report(model: nn.Module, masks, *, method: str, scope: str, sparsity: float,
-                rescaled: dict | None = None, seconds: float = 0.0,
-                notes: list[str] | None = None) -> PruneReport:
-    """A :class:`PruneReport` for ``masks`` (``{layer name: 0/1 mask}``) on ``model``'s layers.
-
-    ``rescaled``: the :func:`rescale_to_eoc_` record if the rescaling was applied, else None.
-    """
-    reports = []
-    for name, module in prunable_layers(model):
-        mask = masks[name]
-        dead = int((neuron_sqnorm(module, mask.float()) == 0).sum())
-        reports.append(LayerReport(name=name, kind=type(module).__name__,
-                                   shape=tuple(mask.shape), total=mask.numel(),
-                                   kept=int(mask.sum()), dead_neurons=dead,
-                                   rescale=(rescaled or {}).get(name)))
-    return PruneReport(method=method, scope=scope, sparsity=sparsity,
-                       total=sum(r.total for r in reports), kept=sum(r.kept for r in reports),
-                       layers=reports, rescaled=rescaled is not None, seconds=seconds,
-                       notes=list(notes or []))
