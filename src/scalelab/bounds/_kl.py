@@ -65,11 +65,21 @@ def kl_bernoulli_logits(a, b):
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("logits must be finite")
-    q = np.exp(_log_sigmoid(a))
+    q, not_q = np.exp(_log_sigmoid(a)), np.exp(_log_sigmoid(-a))  # 1 - q without cancellation
     out = (q * (_log_sigmoid(a) - _log_sigmoid(b))
-           + (1 - q) * (_log_sigmoid(-a) - _log_sigmoid(-b)))
+           + not_q * (_log_sigmoid(-a) - _log_sigmoid(-b)))
     out = np.maximum(out, 0.0)  # exact arithmetic gives >= 0; rounding may not
     return float(out) if out.ndim == 0 else out
+
+
+def _kl_scalar(q: float, p: float) -> float:
+    """``kl(q || p)`` for floats already checked to lie in [0, 1] (the bisection's inner loop)."""
+    total = 0.0
+    if q > 0:
+        total += math.inf if p == 0 else q * (math.log(q) - math.log(p))
+    if q < 1:
+        total += math.inf if p == 1 else (1 - q) * (math.log1p(-q) - math.log1p(-p))
+    return total
 
 
 def kl_inverse(q: float, bound: float) -> float:
@@ -94,7 +104,7 @@ def kl_inverse(q: float, bound: float) -> float:
     lo, hi = q, 1.0
     while hi - lo > KL_INVERSE_TOL:
         mid = 0.5 * (lo + hi)
-        if kl_bernoulli(q, mid) > bound:
+        if _kl_scalar(q, mid) > bound:
             hi = mid
         else:
             lo = mid

@@ -127,9 +127,9 @@ def mask_kl(model: nn.Module, prior: MaskDistribution) -> torch.Tensor:
     for name, m in layers:
         a = m.weight_logit.double()
         b = prior.logits[name].to(a.device)
-        q = torch.sigmoid(a)
+        q, not_q = torch.sigmoid(a), torch.sigmoid(-a)  # 1 - q without cancellation
         total = total + (q * (F.logsigmoid(a) - F.logsigmoid(b))
-                         + (1 - q) * (F.logsigmoid(-a) - F.logsigmoid(-b))).sum()
+                         + not_q * (F.logsigmoid(-a) - F.logsigmoid(-b))).sum()
         if gaussian:
             ls_q, ls_p = m.weight_log_sigma.double(), prior.log_sigma[name].to(a.device)
             dw = m.weight_orig.double() - prior.weights[name].to(a.device)
