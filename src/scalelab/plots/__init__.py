@@ -51,3 +51,8 @@ from ._data import plot_text_collapse as plot_text_collapse  # noqa: E402
 
 __all__ += ["plot_collapse", "plot_data_pruning_accuracy", "plot_lood_vs_empirical",
             "plot_text_collapse"]
+
+from ._bounds import plot_bound_vs_test as plot_bound_vs_test  # noqa: E402
+from ._bounds import plot_stochastic_pruning as plot_stochastic_pruning  # noqa: E402
+
+__all__ += ["plot_bound_vs_test", "plot_stochastic_pruning"]
