@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "eoc",
     "prune",
     "prune_data",
+    "certify",
     "diagnose",
     "reproduce",
 )
