@@ -7,7 +7,7 @@ from _docs import doc_blocks, run_block
 
 CHECKED_ELSEWHERE = {"lora", "residual", "data_pruning", "collapse_and_lood"}
 SLOW = {"finetune"}  # loads the real pretrained MiniLM and trains it
-DOCS = ["covariance", "diagnostics", "eoc", "finetune", "pruning", "reproductions_lora",
+DOCS = ["bounds", "covariance", "diagnostics", "eoc", "finetune", "pruning", "reproductions_lora",
         "../README"]
 
 CASES = [

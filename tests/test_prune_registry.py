@@ -13,7 +13,6 @@ from scalelab.prune import (
     METHODS,
     MaskRequest,
     PruneMethod,
-    _registry,
     compute_masks,
     get_method,
     list_methods,
@@ -21,6 +20,7 @@ from scalelab.prune import (
     prune_at_init,
     register_method,
     topk_masks,
+    unregister_method,
 )
 
 PRUNE = Path(__file__).resolve().parents[1] / "src" / "scalelab" / "prune"
@@ -86,7 +86,7 @@ def test_a_new_method_is_one_registration():
         if kept.numel():
             assert float(kept.max()) <= float(w[~model[0].weight_mask.bool()].max())
     finally:
-        del _registry._METHODS[entry.name]
+        assert unregister_method(entry.name) is entry
     assert "test-smallest" not in [m.name for m in list_methods()]
 
 

@@ -69,7 +69,7 @@ class BoundTraining:
 
 
 def train_with_bound(masks, data, prior, *, steps: int, delta: float = 0.025,
-                     form: str = "mcallester", lr: float = 0.02, weight_lr: float = 1e-3,
+                     form: str = "mcallester", lr: float = 0.05, weight_lr: float = 1e-3,
                      train_weights: bool | None = None, batch_size: int = 256,
                      pmin: float = 1e-4, seed: int = 0,
                      description: str = "bound training") -> BoundTraining:

@@ -25,6 +25,8 @@ from ._registry import compute_masks as compute_masks
 from ._registry import get_method as get_method
 from ._registry import list_methods as list_methods
 from ._registry import register_method as register_method
+from ._registry import score_method as score_method
+from ._registry import unregister_method as unregister_method
 from ._report import LayerReport as LayerReport
 from ._report import LayerRescale as LayerRescale
 from ._report import PruneReport as PruneReport
@@ -45,7 +47,8 @@ __all__ = [
     "topk_masks",
 ]
 __all__ += ["MaskRequest", "PruneMethod", "compute_masks", "get_method", "is_stochastic",
-            "list_methods", "mask_report", "register_method", "unmask_"]
+            "list_methods", "mask_report", "register_method", "score_method", "unmask_",
+            "unregister_method"]
 
 # Stochastic masks (arXiv 2110.11804): fine-tuned keep-probabilities, thresholded back.
 from ._estimators import expected_masked_mse as expected_masked_mse  # noqa: E402

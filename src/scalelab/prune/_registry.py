@@ -90,6 +90,13 @@ def register_method(method: PruneMethod) -> PruneMethod:
     return method
 
 
+def unregister_method(name: str) -> PruneMethod:
+    """Remove and return the entry called ``name`` (a ``ValueError`` if there is none)."""
+    entry = get_method(name)
+    del _METHODS[name]
+    return entry
+
+
 def score_method(name: str, scores: Callable[[MaskRequest], Mapping[str, torch.Tensor]], *,
                  needs_data: bool, scoring: str, paper: str = "",
                  check: Callable[[nn.Module], list[str]] | None = None) -> PruneMethod:
