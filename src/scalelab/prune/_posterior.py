@@ -105,7 +105,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and bool(torch.equal(a.detach().double().cpu(), b))
 
 
-def mask_kl(model: nn.Module, prior: MaskDistribution) -> torch.Tensor:
+def mask_kl(model: nn.Module, prior: MaskDistribution, *, check: bool = True) -> torch.Tensor:
     """``KL(Q || P)`` of the model's current distribution ``Q`` from the snapshot ``P``, in nats.
 
     Closed form, differentiable (a float64 scalar tensor): for the masks
@@ -114,7 +114,8 @@ def mask_kl(model: nn.Module, prior: MaskDistribution) -> torch.Tensor:
     ``sum_i [log(s_p / s_q) + (s_q^2 + (w_q - w_p)^2) / (2 s_p^2) - 1/2]``. The deterministic
     parts (weights without Gaussians; biases and buffers are checked by
     :func:`scalelab.bounds.certify`) must equal the prior's, else the KL is infinite: a
-    ``ValueError``.
+    ``ValueError``. ``check=False`` skips that comparison of the deterministic weights (a
+    training loop that has checked once and keeps them frozen).
     """
     layers = _stochastic_layers(model)
     if {n for n, _ in layers} != set(prior.logits):
@@ -135,7 +136,7 @@ def mask_kl(model: nn.Module, prior: MaskDistribution) -> torch.Tensor:
             dw = m.weight_orig.double() - prior.weights[name].to(a.device)
             total = total + (ls_p - ls_q + (torch.exp(2 * ls_q) + dw * dw)
                              / (2 * torch.exp(2 * ls_p)) - 0.5).sum()
-        elif not _same(m.weight_orig, prior.weights[name]):
+        elif check and not _same(m.weight_orig, prior.weights[name]):
             raise ValueError(f"KL(Q || P) is infinite: layer {name!r}'s weights differ from the "
                              f"prior's and are not Gaussian (freeze them, or use "
                              f"weight_noise= in stochastic_masks_)")
