@@ -58,7 +58,9 @@ def plot_bound_vs_test(rows: Sequence[dict], path: str | Path) -> Path:
     Args:
         rows: dicts with ``setting`` (a label), ``seed``, ``test_error``,
             ``empirical_error`` (on the bound sample), ``certified_error`` (the PAC-Bayes
-            certificate) and ``kl`` (the ``pac-bayes-bound`` reproduction's rows).
+            certificate), ``kl`` and optionally ``prior_certified_error`` (the certificate
+            of the prior itself, drawn as a black tick) — the ``pac-bayes-bound``
+            reproduction's rows.
 
     Bars: mean over seeds; dots: each seed. The dotted line at 0.9 is chance for 10 classes.
     """
@@ -77,11 +79,20 @@ def plot_bound_vs_test(rows: Sequence[dict], path: str | Path) -> Path:
             ax.bar(x, float(np.mean(vals)), width=width * 0.95, color=f"C{j}",
                    label=label if i == 0 else None, alpha=0.85)
             ax.plot([x] * len(vals), vals, "k.", ms=4)
+    marked = False
     for i, setting in enumerate(settings):
         kl = float(np.mean([r["kl"] for r in rows if r["setting"] == setting]))
-        ax.text(i, 1.02, f"KL {kl:.3g}", ha="center", fontsize=8)
+        ax.text(i, 1.02, f"KL {kl:.3g} nats", ha="center", fontsize=8)
+        prior = [r["prior_certified_error"] for r in rows
+                 if r["setting"] == setting and r.get("prior_certified_error") is not None]
+        if prior:
+            x = i + width
+            ax.plot([x - width / 2, x + width / 2], [float(np.mean(prior))] * 2, "k-", lw=2,
+                    label=None if marked else "certificate of the prior alone")
+            marked = True
     ax.axhline(0.9, ls=":", color="gray", lw=1, label="chance (0.9)")
-    ax.set_xticks(range(len(settings)), settings, fontsize=8)
+    ax.set_xticks(range(len(settings)), [st.replace(", ", ",\n") for st in settings],
+                  fontsize=8)
     ax.set_ylabel("0-1 error")
     ax.set_ylim(0, 1.1)
     ax.set_title("PAC-Bayes certificates of bound-trained stochastic networks")
