@@ -52,8 +52,8 @@ def test_kl_bernoulli_edges_and_arrays():
     assert kl_bernoulli(0.3, 0.0) == math.inf and kl_bernoulli(0.3, 1.0) == math.inf
     assert kl_bernoulli(0.0, 0.0) == 0.0 and kl_bernoulli(1.0, 1.0) == 0.0
     q, p = np.linspace(0.05, 0.95, 7), np.linspace(0.9, 0.1, 7)
-    np.testing.assert_allclose(kl_bernoulli(q, p), [kl_by_definition(a, b) for a, b in zip(q, p, strict=True)],
-                               rtol=1e-12, atol=1e-15)
+    want = [kl_by_definition(a, b) for a, b in zip(q, p, strict=True)]
+    np.testing.assert_allclose(kl_bernoulli(q, p), want, rtol=1e-12, atol=1e-15)
 
 
 def test_kl_from_logits_matches_high_precision():

@@ -114,8 +114,8 @@ def _run(ctx: Context) -> Outcome:
                for k, c in verdict["cells"].items()}
     proto = sz["proto"]
     hidden = "-".join(map(str, sz["hidden"]))
-    ran = (f"ReLU MLP (hidden {hidden}) on {sz['dataset']} (seeded stratified split), trained dense "
-           f"with Adam (lr 1e-3, {sz['dense_steps']} steps of 128); at sparsities "
+    ran = (f"ReLU MLP (hidden {hidden}) on {sz['dataset']} (seeded stratified split), "
+           f"trained dense with Adam (lr 1e-3, {sz['dense_steps']} steps of 128); at sparsities "
            f"{', '.join(f'{s:.0%}' for s in sz['sparsities'])} the start mask (magnitude, SNIP "
            f"on 256 training images, random; global top-k on the trained weights) gets "
            f"stochastic masks (p = {1 - proto.mix:g} m + {proto.mix:g} d) fine-tuned for "

@@ -1,4 +1,4 @@
-"""Weight pruning: at initialisation (arXiv 2002.08797) and with stochastic masks (arXiv 2110.11804).
+"""Weight pruning: at initialisation (arXiv 2002.08797), stochastic masks (arXiv 2110.11804).
 
 Scores (magnitude, random, SNIP, GraSP, SynFlow), exact top-k masks applied through
 ``torch.nn.utils.prune``, the per-neuron rescaling trick that puts a pruned network back on

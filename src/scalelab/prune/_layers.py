@@ -38,7 +38,7 @@ def is_masked(module: nn.Module) -> bool:
 
 
 def is_stochastic(module: nn.Module) -> bool:
-    """Whether ``module.weight`` carries a stochastic mask (:func:`~scalelab.prune.stochastic_masks_`)."""
+    """Whether ``module.weight`` carries a stochastic mask (from ``stochastic_masks_``)."""
     return is_masked(module) and hasattr(module, "weight_logit")
 
 
