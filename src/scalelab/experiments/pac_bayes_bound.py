@@ -51,7 +51,7 @@ CRITERION = (f"On every seed, for the data-dependent prior with a mask-only post
 def _sizes(quick: bool) -> dict:
     if quick:
         return dict(dataset="sklearn-digits", hidden=(100,), sparsity=0.9, dense_steps=300,
-                    prior=MaskProtocol(steps=150), bound_steps=150, passes=20, per_network=10,
+                    prior=MaskProtocol(steps=100), bound_steps=100, passes=10, per_network=10,
                     test_networks=200,
                     seeds=2)
     return dict(dataset="mnist", hidden=(300, 100), sparsity=0.9, dense_steps=1000,
