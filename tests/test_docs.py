@@ -7,7 +7,7 @@ from _docs import doc_blocks, run_block
 
 CHECKED_ELSEWHERE = {"lora", "residual", "data_pruning", "collapse_and_lood", "finetune"}
 SLOW: set[str] = set()
-DOCS = ["covariance", "diagnostics", "eoc", "pruning", "reproductions_lora",
+DOCS = ["bounds", "covariance", "diagnostics", "eoc", "pruning", "reproductions_lora",
         "../README"]
 DOCS += ["kernels"]
 

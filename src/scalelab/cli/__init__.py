@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "eoc",
     "prune",
     "prune_data",
+    "certify",
     "diagnose",
     "reproduce",
     "ntk",

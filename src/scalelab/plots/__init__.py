@@ -59,3 +59,8 @@ from ._ntk import plot_ntk_regression as plot_ntk_regression  # noqa: E402
 from ._ntk import plot_ntk_width_convergence as plot_ntk_width_convergence  # noqa: E402
 
 __all__ += ["plot_ntk_depth_profile", "plot_ntk_regression", "plot_ntk_width_convergence"]
+
+from ._bounds import plot_bound_vs_test as plot_bound_vs_test  # noqa: E402
+from ._bounds import plot_stochastic_pruning as plot_stochastic_pruning  # noqa: E402
+
+__all__ += ["plot_bound_vs_test", "plot_stochastic_pruning"]

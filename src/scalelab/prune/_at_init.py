@@ -1,11 +1,12 @@
 """``prune_at_init``: score, mask exactly, say what collapsed, and rescale back to the EOC.
 
+The methods come from the registry (``_registry.py``): every entry with ``at_init=True``.
+
 Paper: Hayou, Ton, Doucet, Teh, "Robust Pruning at Initialization", arXiv 2002.08797.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Iterable
@@ -13,57 +14,30 @@ from collections.abc import Iterable
 from torch import nn
 
 from .._errors import ScalelabWarning, check_choice, check_fraction, check_int
-from ._masks import SCOPES, apply_masks_, is_masked, prunable_layers, topk_masks
-from ._report import LayerReport, PruneReport
-from ._rescale import neuron_sqnorm, rescale_to_eoc_
-from ._scores import (
-    DATA_HELP,
-    LossFn,
-    grasp_scores,
-    magnitude_scores,
-    random_scores,
-    snip_scores,
-)
-from ._synflow import synflow_masks
 
-METHODS = ("magnitude", "random", "snip", "grasp", "synflow", "sbp-sr")
-NEEDS_DATA = ("snip", "grasp", "sbp-sr")
+# The built-in methods register themselves on import; this order is METHODS' order.
+# isort: off
+from . import _scores  # noqa: F401  magnitude, random, snip, grasp
+from . import _synflow  # noqa: F401  synflow
+from . import _sbp_sr  # noqa: F401  sbp-sr
+# isort: on
+from ._layers import is_masked, prunable_layers
+from ._masks import SCOPES, apply_masks_
+from ._registry import DATA_HELP, LossFn, MaskRequest, get_method, list_methods
+from ._report import PruneReport, mask_report
+from ._rescale import rescale_to_eoc_
 
-
-def _stable_resnet_notes(model: nn.Module) -> list[str]:
-    """SBP-SR expects 1/sqrt(L) branches: check the ScaledResidual scales, warn otherwise."""
-    from ..nn import block_controller, residual_blocks
-
-    blocks = residual_blocks(model)
-    if not blocks:
-        warnings.warn("sbp-sr expects a Stable ResNet (residual branches scaled by 1/sqrt(L)) "
-                      "but no ScaledResidual block was found, so the scaling cannot be checked; "
-                      "build it with scalelab.nn.ResidualMLP/ConvResNet(mode='stable') or "
-                      "scalelab.nn.scale_residual_(model, 'stable')", ScalelabWarning,
-                      stacklevel=3)
-        return ["sbp-sr: no residual blocks detected; Stable ResNet scaling not checked"]
-    depth = len(blocks)
-    want = 1.0 / math.sqrt(depth)
-    scales = [float(block_controller(b).scale) for b in blocks]
-    if all(math.isclose(s, want, rel_tol=1e-6) for s in scales):
-        return [f"sbp-sr: Stable ResNet detected ({depth} blocks, scale 1/sqrt({depth}) = "
-                f"{want:.4g})"]
-    warnings.warn(f"sbp-sr expects a Stable ResNet: {depth} residual blocks should have scale "
-                  f"1/sqrt({depth}) = {want:.4g}, found {min(scales):.4g}..{max(scales):.4g}; "
-                  f"use mode='stable' or scalelab.nn.scale_residual_(model, 'stable')",
-                  ScalelabWarning, stacklevel=3)
-    return [f"sbp-sr: residual scales {min(scales):.4g}..{max(scales):.4g}, not the Stable "
-            f"ResNet's {want:.4g}"]
+#: the methods prune_at_init offers, in registration order (the registry's at-init entries)
+METHODS = tuple(m.name for m in list_methods(at_init=True))
+NEEDS_DATA = tuple(m.name for m in list_methods(at_init=True) if m.needs_data)
 
 
-def _scores(model, method, data, loss_fn, seed):
-    if method == "magnitude":
-        return magnitude_scores(model)
-    if method == "random":
-        return random_scores(model, seed=seed)
-    if method == "grasp":
-        return grasp_scores(model, data, loss_fn)
-    return snip_scores(model, data, loss_fn)  # snip and sbp-sr
+def _at_init_names() -> list[str]:
+    return [m.name for m in list_methods(at_init=True)]
+
+
+def _or_list(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def prune_at_init(model: nn.Module, sparsity: float, method: str = "magnitude", *, data=None,
@@ -104,7 +78,13 @@ def prune_at_init(model: nn.Module, sparsity: float, method: str = "magnitude", 
     cited in their functions.
     """
     sparsity = check_fraction("sparsity", sparsity, high_open=True)
-    check_choice("method", method, METHODS)
+    offered = _at_init_names()
+    if method in {m.name for m in list_methods(at_init=False)}:
+        raise ValueError(f"method must be one of {', '.join(map(repr, offered))}; got "
+                         f"{method!r}, which trains and is not a pruning-at-init method (see "
+                         f"scalelab.prune.get_method({method!r}))")
+    check_choice("method", method, offered)
+    entry = get_method(method)
     check_choice("scope", scope, SCOPES)
     iterations = check_int("iterations", iterations)
     if not isinstance(model, nn.Module):
@@ -114,16 +94,15 @@ def prune_at_init(model: nn.Module, sparsity: float, method: str = "magnitude", 
     if masked:
         raise ValueError(f"model is already pruned (layer {masked[0]!r} has a weight_mask); "
                          f"prune_at_init needs a dense model")
-    if method in NEEDS_DATA and data is None:
-        raise ValueError(f"method={method!r} needs data: {DATA_HELP}; or use magnitude, "
-                         f"random or synflow, which need none")
-    notes = _stable_resnet_notes(model) if method == "sbp-sr" else []
+    if entry.needs_data and data is None:
+        free = [m.name for m in list_methods(at_init=True) if not m.needs_data]
+        raise ValueError(f"method={method!r} needs data: {DATA_HELP}; or use "
+                         f"{_or_list(free)}, which need none")
+    notes = entry.check(model) if entry.check is not None else []
     start = time.perf_counter()
-    if method == "synflow":
-        masks = synflow_masks(model, sparsity, scope=scope, iterations=iterations,
-                              input_shape=input_shape, data=data)
-    else:
-        masks = topk_masks(_scores(model, method, data, loss_fn, seed), sparsity, scope)
+    masks = entry.masks(MaskRequest(model=model, sparsity=sparsity, scope=scope, data=data,
+                                    loss_fn=loss_fn, seed=seed, iterations=iterations,
+                                    input_shape=input_shape))
     collapsed = [n for n, _ in layers if not bool(masks[n].any())]
     if collapsed:
         msg = (f"layer collapse: {method} at sparsity {sparsity:g} ({scope}) leaves "
@@ -135,14 +114,6 @@ def prune_at_init(model: nn.Module, sparsity: float, method: str = "magnitude", 
     apply_masks_(model, masks)
     rescaled = rescale_to_eoc_(model) if rescale else {}
     seconds = time.perf_counter() - start
-    reports = []
-    for name, module in layers:
-        mask = masks[name]
-        dead = int((neuron_sqnorm(module, mask.float()) == 0).sum())
-        reports.append(LayerReport(name=name, kind=type(module).__name__,
-                                   shape=tuple(module.weight.shape), total=mask.numel(),
-                                   kept=int(mask.sum()), dead_neurons=dead,
-                                   rescale=rescaled.get(name)))
-    return PruneReport(method=method, scope=scope, sparsity=sparsity,
-                       total=sum(r.total for r in reports), kept=sum(r.kept for r in reports),
-                       layers=reports, rescaled=bool(rescale), seconds=seconds, notes=notes)
+    return mask_report(model, masks, method=method, scope=scope, sparsity=sparsity,
+                       rescaled=rescaled if rescale else None, seconds=seconds, notes=notes)
+

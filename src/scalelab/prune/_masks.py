@@ -1,9 +1,11 @@
-"""Which weights are prunable, exact top-k masks from scores, and applying them through torch.
+"""Exact top-k masks from scores, and applying (or undoing) them through torch.
 
 Masks go through :func:`torch.nn.utils.prune.custom_from_mask`, so a pruned layer carries
 ``weight_orig`` (the dense parameter that trains) and ``weight_mask`` (a buffer), and
 ``weight = weight_orig * weight_mask`` is recomputed before every forward: pruned weights stay
 zero through any optimizer step, and :func:`torch.nn.utils.prune.remove` makes it permanent.
+
+Which weights are prunable lives in ``_layers.py`` (re-exported here for older imports).
 
 Paper: arXiv 2002.08797 (global top-k pruning at initialisation).
 """
@@ -17,30 +19,13 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from .._errors import check_choice, check_fraction
+from ._layers import DENSE_BUFFER as DENSE_BUFFER
+from ._layers import PRUNABLE_TYPES as PRUNABLE_TYPES
+from ._layers import is_masked as is_masked
+from ._layers import prunable_layers as prunable_layers
+from ._layers import store_dense_sqnorm_
 
-#: the module types whose ``weight`` is prunable (never their bias)
-PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
-                  nn.ConvTranspose2d, nn.ConvTranspose3d)
 SCOPES = ("global", "layer")
-DENSE_BUFFER = "weight_dense_sqnorm"
-
-
-def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every Linear / Conv layer, in registration order.
-
-    The output layer is included; biases are never pruned. A model without such a layer is a
-    ``ValueError``.
-    """
-    layers = [(name or type(m).__name__, m) for name, m in model.named_modules()
-              if isinstance(m, PRUNABLE_TYPES)]
-    if not layers:
-        raise ValueError("model has no nn.Linear / nn.Conv layer to prune")
-    return layers
-
-
-def is_masked(module: nn.Module) -> bool:
-    """Whether ``module.weight`` already goes through a ``torch.nn.utils.prune`` mask."""
-    return hasattr(module, "weight_mask") and hasattr(module, "weight_orig")
 
 
 def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
@@ -103,8 +88,6 @@ def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modu
     ``weight_dense_sqnorm`` buffer, for :func:`~scalelab.prune.rescale_to_eoc_`. A layer that
     is already masked is a ``ValueError`` (call ``torch.nn.utils.prune.remove`` first).
     """
-    from ._rescale import neuron_sqnorm
-
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         module = modules.get(name)
@@ -118,11 +101,28 @@ def apply_masks_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modu
                              f"torch.nn.utils.prune.remove(module, 'weight') first")
     for name, mask in masks.items():
         module = modules[name]
-        with torch.no_grad():
-            dense = neuron_sqnorm(module, module.weight.detach())
-        if hasattr(module, DENSE_BUFFER):
-            getattr(module, DENSE_BUFFER).copy_(dense)
-        else:
-            module.register_buffer(DENSE_BUFFER, dense)
+        store_dense_sqnorm_(module, module.weight.detach())
         torch_prune.custom_from_mask(module, "weight", mask.to(module.weight.dtype))
     return model
+
+
+def unmask_(module: nn.Module) -> torch.Tensor:
+    """Undo ``torch.nn.utils.prune`` on ``module.weight`` without baking the mask in.
+
+    Unlike :func:`torch.nn.utils.prune.remove` (which keeps ``weight_orig * weight_mask``),
+    ``weight`` becomes the dense ``weight_orig`` parameter again, pruned entries included, so
+    a different mask can go on. Returns the mask that was in place (a copy).
+    ``ValueError`` when the layer is not masked.
+    """
+    if not is_masked(module):
+        raise ValueError(f"{type(module).__name__}.weight has no torch.nn.utils.prune mask "
+                         f"to undo")
+    for key, hook in list(module._forward_pre_hooks.items()):
+        if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == "weight":
+            del module._forward_pre_hooks[key]
+    orig = module._parameters.pop("weight_orig")
+    mask = module._buffers.pop("weight_mask").detach().clone()
+    if "weight" in module.__dict__:
+        del module.__dict__["weight"]  # the plain tensor the pruning hook kept recomputing
+    module.register_parameter("weight", orig)
+    return mask

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+from torch import nn
+
+from ._layers import neuron_sqnorm, prunable_layers
 
 
 @dataclass(frozen=True)
@@ -114,3 +120,25 @@ class PruneReport:
         table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                  for r in rows]
         return "\n".join(head + [""] + table)
+
+
+def mask_report(model: nn.Module, masks: Mapping[str, torch.Tensor], *, method: str, scope: str,
+                sparsity: float, rescaled: Mapping[str, LayerRescale] | None = None,
+                seconds: float = 0.0, notes: list[str] | None = None) -> PruneReport:
+    """A :class:`PruneReport` for ``masks`` (``{layer name: 0/1 mask}``) on ``model``'s layers.
+
+    ``rescaled``: the :func:`~scalelab.prune.rescale_to_eoc_` record if the rescaling was
+    applied, else None. Dead neurons are output neurons whose mask row is all zero.
+    """
+    reports = []
+    for name, module in prunable_layers(model):
+        mask = masks[name]
+        dead = int((neuron_sqnorm(module, mask.float()) == 0).sum())
+        reports.append(LayerReport(name=name, kind=type(module).__name__,
+                                   shape=tuple(mask.shape), total=mask.numel(),
+                                   kept=int(mask.sum()), dead_neurons=dead,
+                                   rescale=(rescaled or {}).get(name)))
+    return PruneReport(method=method, scope=scope, sparsity=sparsity,
+                       total=sum(r.total for r in reports), kept=sum(r.kept for r in reports),
+                       layers=reports, rescaled=rescaled is not None, seconds=seconds,
+                       notes=list(notes or []))

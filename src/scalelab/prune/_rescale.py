@@ -19,48 +19,19 @@ import torch
 from torch import nn
 
 from .._errors import check_choice, check_positive
-from ._masks import DENSE_BUFFER, is_masked, prunable_layers
+from ._layers import (
+    DENSE_BUFFER,
+    is_masked,
+    is_stochastic,
+    neuron_sqnorm,
+    prunable_layers,
+    scale_neurons_,
+    store_dense_sqnorm_,
+)
 from ._report import LayerRescale
 
 RESCALE_MODES = ("exact", "expectation")
 _IDEMPOTENCE_TOL = 1e-6  # factors this close to 1 are set to exactly 1
-
-
-def _transposed(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvTransposeNd)
-
-
-def _grouped_view(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
-    """A transposed conv's weight (in, out/g, *k) viewed as (g, in/g, out/g, *k)."""
-    g = module.groups
-    return w.reshape(g, w.shape[0] // g, *w.shape[1:])
-
-
-def neuron_sqnorm(module: nn.Module, w: torch.Tensor) -> torch.Tensor:
-    """Squared norm of each output neuron's (channel's) incoming weights, in float64: ``(out,)``.
-
-    Linear / Conv weights are ``(out, in/groups, *kernel)``; transposed convs
-    ``(in, out/groups, *kernel)`` are regrouped so each output channel sums its own inputs.
-    """
-    w = w.detach().double()
-    if not _transposed(module):
-        return w.pow(2).reshape(w.shape[0], -1).sum(1)
-    v = _grouped_view(module, w).pow(2)  # (g, in/g, out/g, *k)
-    dims = [1] + list(range(3, v.dim()))
-    return v.sum(dim=dims).reshape(-1)  # (out,)
-
-
-def _scale_neurons_(module: nn.Module, w: torch.Tensor, rho: torch.Tensor) -> None:
-    """Multiply each output neuron's incoming weights in ``w`` by ``rho`` (shape ``(out,)``)."""
-    rho = rho.to(w.dtype)
-    if not _transposed(module):
-        w.mul_(rho.view(-1, *([1] * (w.dim() - 1))))
-        return
-    g = module.groups
-    grouped = _grouped_view(module, w).shape  # (g, in/g, out/g, *k)
-    factor = rho.view(g, 1, -1, *([1] * (w.dim() - 2))).expand(grouped).reshape(w.shape)
-    w.mul_(factor)
-
 
 def record_dense_norms_(model: nn.Module, *, overwrite: bool = False) -> nn.Module:
     """Record each Linear / Conv layer's dense per-neuron squared norms in a buffer.
@@ -72,12 +43,7 @@ def record_dense_norms_(model: nn.Module, *, overwrite: bool = False) -> nn.Modu
     for _, module in prunable_layers(model):
         if hasattr(module, DENSE_BUFFER) and not overwrite:
             continue
-        w = module.weight_orig if is_masked(module) else module.weight
-        dense = neuron_sqnorm(module, w)
-        if hasattr(module, DENSE_BUFFER):
-            getattr(module, DENSE_BUFFER).copy_(dense)
-        else:
-            module.register_buffer(DENSE_BUFFER, dense)
+        store_dense_sqnorm_(module, module.weight_orig if is_masked(module) else module.weight)
     return model
 
 
@@ -114,6 +80,10 @@ def rescale_to_eoc_(model: nn.Module, *, mode: str = "exact",
     if not layers:
         raise ValueError("rescale_to_eoc_: the model has no pruned layer (no weight_mask); "
                          "prune it first, e.g. with scalelab.prune.prune_at_init")
+    stochastic = [n for n, m in layers if is_stochastic(m)]
+    if stochastic:
+        raise ValueError(f"rescale_to_eoc_: layer {stochastic[0]!r} has a stochastic mask; "
+                         f"call scalelab.prune.threshold_masks_ first")
     out: dict[str, LayerRescale] = {}
     for name, module in layers:
         if not hasattr(module, DENSE_BUFFER):
@@ -131,7 +101,7 @@ def rescale_to_eoc_(model: nn.Module, *, mode: str = "exact",
         rho[alive] = torch.sqrt(target[alive] / kept[alive])
         rho[(rho - 1).abs() <= _IDEMPOTENCE_TOL] = 1.0
         with torch.no_grad():
-            _scale_neurons_(module, w.data, rho.to(w.device))
+            scale_neurons_(module, w.data, rho.to(w.device))
         # torch recomputes ``weight`` before each forward; refresh it now so it is not stale
         module.weight = w * module.weight_mask
         live = rho[alive]

@@ -3,6 +3,7 @@
 Every function returns ``{layer name: score tensor shaped like its weight}`` for the layers of
 :func:`~scalelab.prune.prunable_layers` (every Linear / Conv weight, never biases), and leaves
 the model's weights, gradients and mode as it found them. SynFlow lives in ``_synflow.py``.
+Each score is registered as a pruning method at the bottom of this module.
 
 Papers: SNIP, Lee et al. arXiv 1810.02340; GraSP, Wang et al. arXiv 2002.07376; SynFlow,
 Tanaka et al. arXiv 2006.05467; their robustness on the EOC, Hayou et al. arXiv 2002.08797.
@@ -11,16 +12,16 @@ Tanaka et al. arXiv 2006.05467; their robustness on the EOC, Hayou et al. arXiv 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
 from .._errors import check_positive
-from ._masks import is_masked, prunable_layers
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-DATA_HELP = "an (x, y) batch or an iterable of them (e.g. a DataLoader)"
+from ._layers import is_masked, prunable_layers
+from ._registry import DATA_HELP as DATA_HELP
+from ._registry import LossFn as LossFn
+from ._registry import score_method
 
 
 def iter_batches(data, device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -179,3 +180,14 @@ def first_input_shape(model: nn.Module, input_shape: Iterable[int] | None = None
         return (first.in_features,)
     raise ValueError(f"the model's first layer {name!r} is a {type(first).__name__}: pass "
                      f"input_shape=(C, H, W) (one input, no batch dimension) or data")
+
+
+# The registry entries of the one-shot scores (registration order = METHODS order).
+score_method("magnitude", lambda r: magnitude_scores(r.model), needs_data=False,
+             scoring="|W| (the largest weights survive)")
+score_method("random", lambda r: random_scores(r.model, seed=r.seed), needs_data=False,
+             scoring="independent U(0, 1) per weight: a uniformly random subset")
+score_method("snip", lambda r: snip_scores(r.model, r.data, r.loss_fn), needs_data=True,
+             scoring="|W dL/dW| (connection sensitivity)", paper="arXiv 1810.02340")
+score_method("grasp", lambda r: grasp_scores(r.model, r.data, r.loss_fn), needs_data=True,
+             scoring="W (H g): keep what preserves the gradient flow", paper="arXiv 2002.07376")

@@ -26,7 +26,9 @@ from torch import nn
 
 from .._errors import check_fraction, check_int
 from .._progress import track
-from ._masks import is_masked, prunable_layers, topk_masks
+from ._layers import is_masked, prunable_layers
+from ._masks import topk_masks
+from ._registry import PruneMethod, register_method
 from ._scores import first_input_shape
 
 
@@ -125,3 +127,11 @@ def synflow_masks(model: nn.Module, sparsity: float, *, scope: str = "global",
         step = sparsity if r == iterations else 1.0 - density ** (r / iterations)
         masks = topk_masks(scores, step, scope)
     return masks
+
+
+register_method(PruneMethod(
+    name="synflow", needs_data=False, paper="arXiv 2006.05467",
+    scoring="|W dR/dW| of the all-ones flow R through |W|, iterative (data-free)",
+    masks=lambda r: synflow_masks(r.model, r.sparsity, scope=r.scope, iterations=r.iterations,
+                                  input_shape=r.input_shape, data=r.data),
+))
