@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "prune_data",
     "diagnose",
     "reproduce",
+    "lgi",
 )
 
 

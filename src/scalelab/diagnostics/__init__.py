@@ -6,6 +6,8 @@
   (arXiv 2110.11749); :func:`layer_tangent_kernels` gives the kernels themselves.
 - :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
 - :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
+- :func:`lojasiewicz_fit` / :func:`lgi_bound` / :class:`LGIRecorder` — the uniform Lojasiewicz
+  gradient inequality along a training path and its generalisation bound (arXiv 2202.10670).
 
 Pictures: :func:`scalelab.plots.plot_profile`, ``plot_alignment``, ``plot_output_field``.
 """
@@ -15,6 +17,12 @@ from ._alignment import label_matrix as label_matrix
 from ._alignment import layer_alignment as layer_alignment
 from ._alignment import layer_tangent_kernels as layer_tangent_kernels
 from ._field import output_field as output_field
+from ._lojasiewicz import LGIFit as LGIFit
+from ._lojasiewicz import LGIRecorder as LGIRecorder
+from ._lojasiewicz import full_batch_loss_and_grad_norm as full_batch_loss_and_grad_norm
+from ._lojasiewicz import lgi_bound as lgi_bound
+from ._lojasiewicz import lojasiewicz_fit as lojasiewicz_fit
+from ._lojasiewicz import read_trajectory as read_trajectory
 from ._models import from_torchscript as from_torchscript
 from ._models import load_state_dict_file as load_state_dict_file
 from ._models import reference_mlp as reference_mlp
@@ -31,3 +39,5 @@ __all__ = [
     "load_state_dict_file", "output_field", "propagation_profile", "reference_mlp",
     "reference_model", "select_layers",
 ]
+__all__ += ["LGIFit", "LGIRecorder", "full_batch_loss_and_grad_norm", "lgi_bound",
+            "lojasiewicz_fit", "read_trajectory"]
