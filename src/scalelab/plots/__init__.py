@@ -51,3 +51,11 @@ from ._data import plot_text_collapse as plot_text_collapse  # noqa: E402
 
 __all__ += ["plot_collapse", "plot_data_pruning_accuracy", "plot_lood_vs_empirical",
             "plot_text_collapse"]
+
+from ._lgi import plot_lgi_bound as plot_lgi_bound  # noqa: E402
+from ._lgi import plot_lgi_fits as plot_lgi_fits  # noqa: E402
+
+__all__ += ["plot_lgi_bound", "plot_lgi_fits"]
+from ._data import plot_liprune_accuracy as plot_liprune_accuracy  # noqa: E402
+
+__all__ += ["plot_liprune_accuracy"]
