@@ -59,8 +59,9 @@ class LGIFit:
 
     @property
     def in_lgi_range(self) -> bool:
-        """Whether ``theta`` lies in [1/2, 1), the range the paper's theorem assumes."""
-        return 0.5 <= self.theta < 1.0
+        """Whether ``theta`` lies in [1/2, 1), the range the paper's theorem assumes (the lower
+        end allowing 1e-9 of rounding: an exact quadratic fits to 0.4999999999999999)."""
+        return 0.5 - 1e-9 <= self.theta < 1.0
 
     @property
     def n_points(self) -> int:
