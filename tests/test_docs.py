@@ -9,6 +9,7 @@ CHECKED_ELSEWHERE = {"lora", "residual", "data_pruning", "collapse_and_lood"}
 SLOW = {"finetune"}  # loads the real pretrained MiniLM and trains it
 DOCS = ["covariance", "diagnostics", "eoc", "finetune", "pruning", "reproductions_lora",
         "../README"]
+DOCS += ["generalisation"]
 
 CASES = [
     pytest.param(name, i, id=f"{name.strip('./')}-{i}", marks=[pytest.mark.slow] if name in SLOW else [])
