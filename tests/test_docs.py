@@ -10,6 +10,7 @@ SLOW: set[str] = set()
 DOCS = ["bounds", "covariance", "diagnostics", "eoc", "pruning", "reproductions_lora",
         "../README"]
 DOCS += ["kernels"]
+DOCS += ["generalisation"]
 
 CASES = [
     pytest.param(name, i, id=f"{name.strip('./')}-{i}", marks=[pytest.mark.slow] if name in SLOW else [])

@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "diagnose",
     "reproduce",
     "ntk",
+    "lgi",
 )
 
 

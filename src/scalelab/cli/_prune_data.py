@@ -104,9 +104,11 @@ def prune_data(
     keep: str = typer.Option(..., "--keep", help="How much to keep: a fraction in (0, 1] "
                              "(0.3) or an integer count (300)."),
     score: str = typer.Option("el2n", "--score", help="Per-example score: el2n, grand, "
-                              "forgetting, loss or margin (low margin = hard)."),
-    method: str = typer.Option("top", "--method", help="top (highest scores), bottom (lowest) "
-                               "or random (no scoring)."),
+                              "forgetting, loss, margin (low margin = hard) or lipschitz "
+                              "(LiPrune: last-layer gradient norm)."),
+    method: str = typer.Option("top", "--method", help="top (highest scores), bottom (lowest), "
+                               "random (no scoring) or importance (drawn with probability "
+                               "proportional to the score)."),
     calibration: str = typer.Option("none", "--calibration", help="none, or random-exploration: "
                                     "a share --alpha of the budget drawn at random."),
     alpha: float = typer.Option(0.5, "--alpha", help="Random share of the budget with "
@@ -129,8 +131,8 @@ def prune_data(
     """Keep a subset of a labelled dataset by a data-pruning score (arXiv 2302.06960).
 
     Trains a small MLP for a few epochs to score every example (EL2N, GraNd, forgetting,
-    loss or margin), then keeps the top/bottom-scored examples, optionally calibrated by
-    random exploration. Indices refer to the rows of DATA (0-based).
+    loss, margin or LiPrune's lipschitz), then keeps the top/bottom-scored examples,
+    optionally calibrated by random exploration. Indices refer to the rows of DATA (0-based).
     """
     import numpy as np
 

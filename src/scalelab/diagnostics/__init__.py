@@ -7,6 +7,8 @@
 - :func:`empirical_ntk` — the finite-width neural tangent kernel ``J J^T`` (torch.func).
 - :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
 - :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
+- :func:`lojasiewicz_fit` / :func:`lgi_bound` / :class:`LGIRecorder` — the uniform Lojasiewicz
+  gradient inequality along a training path and its generalisation bound (arXiv 2202.10670).
 
 Pictures: :func:`scalelab.plots.plot_profile`, ``plot_alignment``, ``plot_output_field``.
 """
@@ -16,6 +18,12 @@ from ._alignment import label_matrix as label_matrix
 from ._alignment import layer_alignment as layer_alignment
 from ._alignment import layer_tangent_kernels as layer_tangent_kernels
 from ._field import output_field as output_field
+from ._lojasiewicz import LGIFit as LGIFit
+from ._lojasiewicz import LGIRecorder as LGIRecorder
+from ._lojasiewicz import full_batch_loss_and_grad_norm as full_batch_loss_and_grad_norm
+from ._lojasiewicz import lgi_bound as lgi_bound
+from ._lojasiewicz import lojasiewicz_fit as lojasiewicz_fit
+from ._lojasiewicz import read_trajectory as read_trajectory
 from ._models import from_torchscript as from_torchscript
 from ._models import load_state_dict_file as load_state_dict_file
 from ._models import reference_mlp as reference_mlp
@@ -37,3 +45,5 @@ __all__ = [
 from ._ntk import empirical_ntk as empirical_ntk  # noqa: E402
 
 __all__ += ["empirical_ntk"]
+__all__ += ["LGIFit", "LGIRecorder", "full_batch_loss_and_grad_norm", "lgi_bound",
+            "lojasiewicz_fit", "read_trajectory"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import NullFormatter
+
 from ._common import plt, savefig
 
 _STYLE = {"random": ("tab:gray", "o"), "el2n": ("tab:red", "s"),
@@ -126,4 +128,43 @@ def plot_lood_vs_empirical(records: list[dict], path: str | Path, *, rho: float 
         title += f" (Spearman {rho:.2f})"
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    return savefig(fig, path)
+
+
+_LIPRUNE_STYLE = {"random": ("tab:gray", "o", "-"), "el2n": ("tab:red", "s", "-"),
+                  "liprune": ("tab:green", "^", "-"),
+                  "liprune-importance": ("tab:green", "v", ":"),
+                  "liprune-global": ("tab:olive", "D", "--")}
+_PROBLEM_TITLES = {"convex": "(a) convex: logistic regression", "deep": "(b) deep: ReLU MLP"}
+
+
+def plot_liprune_accuracy(records: list[dict], path: str | Path, *,
+                          full: dict[str, float] | None = None) -> Path:
+    """Test accuracy vs keep fraction per selection strategy, one panel per problem.
+
+    ``records``: dicts with ``problem``, ``keep``, ``strategy``, ``accuracy_mean``,
+    ``accuracy_std`` (``experiments.liprune_convexity.curves``). ``full``: accuracy with all
+    the data per problem (a dashed line).
+    """
+    problems = list(dict.fromkeys(r["problem"] for r in records))
+    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4), squeeze=False)
+    for ax, problem in zip(axes[0], problems, strict=True):
+        rs = [r for r in records if r["problem"] == problem]
+        for strategy in dict.fromkeys(r["strategy"] for r in rs):
+            pts = sorted((r for r in rs if r["strategy"] == strategy), key=lambda r: r["keep"])
+            color, marker, ls = _LIPRUNE_STYLE.get(strategy, (None, "o", "-"))
+            ax.errorbar([r["keep"] for r in pts], [r["accuracy_mean"] for r in pts],
+                        yerr=[r.get("accuracy_std", 0.0) for r in pts], label=strategy,
+                        color=color, marker=marker, ls=ls, capsize=3)
+        if full and problem in full:
+            ax.axhline(full[problem], color="black", ls="--", lw=1, label="all data")
+        keeps = sorted({r["keep"] for r in rs})
+        ax.set_xscale("log")
+        ax.set_xticks(keeps, [f"{k:g}" for k in keeps])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("fraction of the training set kept")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(_PROBLEM_TITLES.get(problem, problem))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
     return savefig(fig, path)

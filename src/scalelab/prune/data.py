@@ -12,10 +12,15 @@ score marks a harder, "more important" example):
 - ``loss``: the per-example cross-entropy.
 - ``margin``: true-class logit minus the largest other logit (LOW is hard: keep the hardest
   with ``method="bottom"``).
+- ``lipschitz``: LiPrune's per-example Lipschitz constant of the loss (Ayed & Hayou, NeurIPS
+  2022 ICBINB workshop): for a linear / logistic model the norm of the per-example gradient,
+  for a deep net the last-layer bound (Katharopoulos & Fleuret 2018); see
+  :func:`lipschitz_scores` for the exact rule and which parts are interpretation.
 
 :func:`select_subset` keeps the top-, bottom- or randomly-scored examples, optionally
 calibrated by random exploration (arXiv 2302.06960, Ayed & Hayou, TMLR 2023; the exact rule
-is an interpretation, see its docstring).
+is an interpretation, see its docstring), or draws them with probability proportional to
+the score (``method="importance"``, the importance-sampling distribution LiPrune starts from).
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ import numpy as np
 from .._errors import check_choice, check_fraction, check_int, check_positive
 from .._progress import track
 
-SCORES = ("el2n", "grand", "forgetting", "loss", "margin")
-METHODS = ("top", "bottom", "random")
+SCORES = ("el2n", "grand", "forgetting", "loss", "margin", "lipschitz")
+METHODS = ("top", "bottom", "random", "importance")
 CALIBRATIONS = ("random-exploration",)
+LIPSCHITZ_BOUNDS = ("last-layer", "logits", "global")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +78,11 @@ def select_subset(scores: Sequence[float] | np.ndarray, keep: float | int, metho
         scores: one finite score per example.
         keep: a fraction in (0, 1] of the examples or an integer count.
         method: ``"top"`` keeps the highest scores, ``"bottom"`` the lowest, ``"random"`` a
-            uniformly random subset (scores then only give the size).
+            uniformly random subset (scores then only give the size), ``"importance"`` a
+            random subset drawn with probability proportional to the score (k successive
+            draws without replacement, each proportional to the scores of the examples not
+            yet drawn — numpy's ``Generator.choice(replace=False, p=...)``); it needs scores
+            >= 0 with at least k of them > 0.
         calibration: ``None`` (pure score-based) or ``"random-exploration"``: a fraction
             ``alpha`` of the budget is drawn uniformly at random, the rest by score.
         alpha: share of the budget drawn at random under ``"random-exploration"``, in [0, 1];
@@ -95,15 +105,25 @@ def select_subset(scores: Sequence[float] | np.ndarray, keep: float | int, metho
     check_choice("method", method, METHODS)
     if calibration is not None:
         check_choice("calibration", calibration, CALIBRATIONS)
-        if method == "random":
-            raise ValueError("calibration applies to score-based selection: use method 'top' "
-                             "or 'bottom' with calibration, got method 'random'")
+        if method in ("random", "importance"):
+            raise ValueError(f"calibration applies to score-based selection: use method 'top' "
+                             f"or 'bottom' with calibration, got method {method!r}")
     alpha = check_fraction("alpha", alpha)
     n = s.size
     k = keep_count(n, keep)
     rng = np.random.default_rng(seed)
     if method == "random":
         chosen = rng.choice(n, size=k, replace=False)
+    elif method == "importance":
+        if np.any(s < 0):
+            i = int(np.flatnonzero(s < 0)[0])
+            raise ValueError(f"method 'importance' needs scores >= 0 (probabilities proportional "
+                             f"to them); score {s[i]!r} at index {i}")
+        positive = int(np.count_nonzero(s))
+        if positive < k:
+            raise ValueError(f"method 'importance' draws {k} distinct examples but only "
+                             f"{positive} have a score > 0")
+        chosen = rng.choice(n, size=k, replace=False, p=s / s.sum())
     else:
         order = np.argsort(-s if method == "top" else s, kind="stable")
         n_random = int(math.floor(alpha * k + 0.5)) if calibration else 0
@@ -180,6 +200,86 @@ def grand_scores(model, x, y) -> np.ndarray:
         return np.array(out)
 
 
+def lipschitz_scores(model, x, y, *, bound: str = "last-layer") -> np.ndarray:
+    """LiPrune's per-example Lipschitz score of the cross-entropy loss (one float per row).
+
+    With ``p = softmax(f(x))`` the model's output probabilities, ``e_y`` the one-hot label and
+    ``h(x)`` the input of the model's last ``nn.Linear`` layer (whose output must be the
+    model's output, the logits), the gradient of ``CE`` with respect to that layer's weight is
+    ``(p - e_y) h^T`` and with respect to its bias ``p - e_y``, so
+
+    - ``"last-layer"`` (default): ``||p - e_y||_2 sqrt(||h||^2 + 1)`` — the exact norm of the
+      per-example gradient with respect to the last layer's parameters (the ``+ 1`` is the
+      bias; dropped when there is none or it is frozen, and ``||h||^2`` dropped when the
+      weight is frozen). For a linear / logistic model (``h = x``) this is the whole
+      per-example gradient norm, i.e. the Lipschitz constant of the loss at the current
+      weights; with two classes it is ``sqrt(2) |sigma(w.x + b) - y| sqrt(||x||^2 + 1)``
+      (``w, b`` the differences of the two rows). For a deep net it is the last-layer part
+      of the gradient, a lower bound on GraNd.
+    - ``"logits"``: ``||p - e_y||_2``, the norm of the gradient with respect to the logits —
+      the quantity behind Katharopoulos & Fleuret's (arXiv 1803.00942) upper bound on the
+      full gradient norm (up to a constant of the network). For softmax cross-entropy it
+      equals EL2N at the same weights.
+    - ``"global"``: ``sqrt(2) sqrt(||h||^2 + 1)``, the supremum of the ``"last-layer"``
+      score over the last layer's parameters (``||p - e_y||_2 <= sqrt(2)``): for a linear
+      model, the global Lipschitz constant of the loss in the weights, which depends on the
+      input only (the constants of Needell, Srebro & Ward 2014, arXiv 1310.5715, are of
+      this kind).
+
+    Interpretation (docs/data_pruning.md): the public text of LiPrune does not give the
+    exact score; ``"last-layer"`` is this library's reading of "the per-example Lipschitz
+    constant" (local, at the trained weights), and ``bound`` switches to the other two.
+
+    Args:
+        model: an ``nn.Module`` whose output is the output of its last ``nn.Linear`` (called
+            on 2-D inputs ``(B, in)``); run as it is (the caller sets eval mode).
+        x, y: a batch of inputs and integer labels.
+        bound: ``"last-layer"``, ``"logits"`` or ``"global"``.
+    """
+    import torch
+    from torch import nn
+
+    check_choice("bound", bound, LIPSCHITZ_BOUNDS)
+    seen: list = []
+
+    def hook(module, inp, out):
+        seen.append((module, inp[0], out))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        raise ValueError("score 'lipschitz' needs a model with an nn.Linear output layer; "
+                         "this model has none")
+    last, h_in, z = seen[-1]
+    if not isinstance(out, torch.Tensor) or not (out is z or (
+            out.shape == z.shape and torch.equal(out, z))):
+        raise ValueError("score 'lipschitz' needs the model's output to be the output of its "
+                         "last nn.Linear layer (the logits); this model transforms it further")
+    if h_in.dim() != 2:
+        raise ValueError(f"score 'lipschitz' needs the last nn.Linear to take 2-D inputs "
+                         f"(batch, features), got shape {tuple(h_in.shape)}")
+    logits = z.detach().double()
+    onehot = torch.nn.functional.one_hot(y, logits.shape[1]).double()
+    resid = torch.linalg.vector_norm(torch.softmax(logits, 1) - onehot, dim=1)
+    sq = torch.zeros_like(resid)
+    if last.weight.requires_grad:
+        sq = sq + h_in.detach().double().pow(2).sum(1)
+    if last.bias is not None and last.bias.requires_grad:
+        sq = sq + 1.0
+    if bound == "logits":
+        score = resid
+    elif bound == "global":
+        score = math.sqrt(2.0) * sq.sqrt()
+    else:
+        score = resid * sq.sqrt()
+    return score.cpu().numpy()
+
+
 # ---------------------------------------------------------------------------------------------
 # Scoring a dataset with a short training run
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +336,8 @@ def _default_model(input_dim: int, num_classes: int, hidden: int):
 
 
 def _one_run(model, ds, *, epochs: int, lr: float, batch_size: int, seed: int,
-             wanted: set[str], progress: str | None) -> dict[str, np.ndarray]:
+             wanted: set[str], progress: str | None,
+             lipschitz: str = "last-layer") -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
     n = len(ds)
@@ -266,6 +367,8 @@ def _one_run(model, ds, *, epochs: int, lr: float, batch_size: int, seed: int,
                 out[k].append(ls[k])
         if "grand" in wanted:
             out["grand"].append(grand_scores(model, xb, yb))
+        if "lipschitz" in wanted:
+            out["lipschitz"].append(lipschitz_scores(model, xb, yb, bound=lipschitz))
     res = {k: np.concatenate(v) for k, v in out.items()}
     if "forgetting" in wanted:
         res["forgetting"] = forgetting_counts(history)
@@ -275,14 +378,16 @@ def _one_run(model, ds, *, epochs: int, lr: float, batch_size: int, seed: int,
 def score_examples(data, scores: str | Sequence[str] = ("el2n",), *,
                    model=None, epochs: int = 10, lr: float = 3e-3, batch_size: int = 64,
                    runs: int = 1, hidden: int = 256, num_classes: int | None = None,
-                   seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+                   seed: int = 0, progress: bool = False,
+                   lipschitz: str = "last-layer") -> dict[str, np.ndarray]:
     """Per-example data-pruning scores from a short training run (averaged over ``runs`` inits).
 
     Args:
         data: ``(X, y)`` arrays/tensors (``y`` integer labels), an
             :class:`~scalelab.data.ArrayDataset` (its training split), or any torch
             ``Dataset`` whose items start with ``(x, y)``.
-        scores: names among ``el2n``, ``grand``, ``forgetting``, ``loss``, ``margin``.
+        scores: names among ``el2n``, ``grand``, ``forgetting``, ``loss``, ``margin``,
+            ``lipschitz``.
         model: ``None`` for a one-hidden-layer ReLU MLP of width ``hidden``; an ``nn.Module``
             (a copy is trained, the caller's module is left untouched; ``epochs=0`` scores it
             as given, e.g. a pretrained model); or a zero-argument factory returning a fresh
@@ -294,6 +399,8 @@ def score_examples(data, scores: str | Sequence[str] = ("el2n",), *,
         num_classes: classes of the default model (read from the labels when not given).
         seed: run ``r`` uses seed ``seed + r`` for its init and data order.
         progress: show a progress bar on stderr (when it is a terminal).
+        lipschitz: the bound behind the ``lipschitz`` score: ``"last-layer"``, ``"logits"``
+            or ``"global"`` (see :func:`lipschitz_scores`).
 
     Returns:
         ``{name: float array of length N}`` in dataset order. Paper: arXiv 2302.06960 (scores
@@ -307,6 +414,7 @@ def score_examples(data, scores: str | Sequence[str] = ("el2n",), *,
         raise ValueError(f"scores must name at least one of {', '.join(SCORES)}")
     for s in names:
         check_choice("score", s, SCORES)
+    check_choice("lipschitz", lipschitz, LIPSCHITZ_BOUNDS)
     epochs = check_int("epochs", epochs, minimum=0)
     runs = check_int("runs", runs)
     batch_size = check_int("batch_size", batch_size)
@@ -342,7 +450,8 @@ def score_examples(data, scores: str | Sequence[str] = ("el2n",), *,
     for r in range(runs):
         res = _one_run(build(r), ds, epochs=epochs, lr=lr, batch_size=batch_size,
                        seed=seed + r, wanted=set(names),
-                       progress=f"scoring run {r + 1}/{runs}" if progress else None)
+                       progress=f"scoring run {r + 1}/{runs}" if progress else None,
+                       lipschitz=lipschitz)
         for key, v in res.items():
             total[key] = total.get(key, 0.0) + v / runs
     return {s: total[s] for s in names}
@@ -366,3 +475,4 @@ def prune_dataset(data, keep: float | int, score: str = "el2n", method: str = "t
 __all__: list[str] = ["CALIBRATIONS", "METHODS", "SCORES", "forgetting_counts", "grand_scores",
                       "keep_count", "logit_scores", "prune_dataset", "score_examples",
                       "select_subset"]
+__all__ += ["LIPSCHITZ_BOUNDS", "lipschitz_scores"]
