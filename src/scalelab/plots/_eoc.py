@@ -138,3 +138,42 @@ def plot_training_losses(curves: Mapping[str, Sequence[float]], path: str | Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return savefig(fig, path)
+
+
+def plot_loss_vs_lr(records: Sequence[Mapping], path: str | Path, *, title: str = "") -> Path:
+    """Final training loss against learning rate, one line per run label, with the range over
+    seeds as error bars; a star marks each label's best lr, a cross at the top a diverged one.
+
+    Args:
+        records: dicts ``{"label", "lr", "mean_loss", "seed_losses"}`` (``inf``/``None`` =
+            diverged).
+    """
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    labels = list(dict.fromkeys(r["label"] for r in records))
+    finite = [v for r in records for v in r["seed_losses"] if v is not None and np.isfinite(v)]
+    top = max(finite) * 2 if finite else 10.0
+    for i, label in enumerate(labels):
+        rs = sorted((r for r in records if r["label"] == label), key=lambda r: r["lr"])
+        color = f"C{i}"
+        ok = [r for r in rs if r["mean_loss"] is not None and np.isfinite(r["mean_loss"])]
+        if ok:
+            x = [r["lr"] for r in ok]
+            y = np.array([r["mean_loss"] for r in ok])
+            lo = y - np.array([min(r["seed_losses"]) for r in ok])
+            hi = np.array([max(r["seed_losses"]) for r in ok]) - y
+            ax.errorbar(x, y, yerr=[lo, hi], fmt="o-", color=color, ms=4, capsize=3,
+                        label=label)
+            k = int(np.argmin(y))
+            ax.plot([x[k]], [y[k]], "*", color=color, ms=13)
+        else:
+            ax.plot([], [], "o-", color=color, label=label)
+        bad = [r["lr"] for r in rs if r not in ok]
+        if bad:
+            ax.plot(bad, [top] * len(bad), "x", color=color, ms=8)
+    ax.plot([], [], "kx", label="diverged (any seed)")
+    ax.set(xscale="log", yscale="log", xlabel="learning rate",
+           ylabel="final training loss (mean of last 20 steps)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return savefig(fig, path)
