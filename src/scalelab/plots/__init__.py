@@ -20,11 +20,12 @@ from ._lora import plot_lora_init_loss_vs_lr as plot_lora_init_loss_vs_lr
 from ._lora import plot_lora_init_max_lr as plot_lora_init_max_lr
 from ._lora import plot_loraplus_heatmaps as plot_loraplus_heatmaps
 from ._lora import plot_loraplus_ratio_vs_width as plot_loraplus_ratio_vs_width
+from ._lora import plot_speedup_protocol as plot_speedup_protocol
 
 __all__ = ["savefig", "plot_cleaner_comparison", "plot_top_eigenvalue_bias",
            "plot_finetune_curves",
            "plot_lora_init_features", "plot_lora_init_loss_vs_lr", "plot_lora_init_max_lr", "plot_loraplus_heatmaps",
-           "plot_loraplus_ratio_vs_width"]
+           "plot_loraplus_ratio_vs_width", "plot_speedup_protocol"]
 __all__ += ["plot_correlation_convergence", "plot_eoc_curves", "plot_loss_vs_lr",
             "plot_output_fields",
             "plot_phase_diagrams", "plot_training_losses"]

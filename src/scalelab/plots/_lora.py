@@ -245,3 +245,59 @@ def plot_lora_init_features(records: Sequence[dict[str, Any]], path: str | Path)
         ax.legend(fontsize=7)
         ax.grid(True, which="major", alpha=0.3)
     return savefig(fig, path)
+
+
+def _smooth3(values: Sequence[Any]) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - 1):i + 2] if v is not None]
+        out.append(sum(window) / len(window) if values[i] is not None and window else math.nan)
+    return out
+
+
+def plot_speedup_protocol(result: dict[str, Any], path: str | Path) -> Path:
+    """The LoRA+ speed-up protocol: stage 1's best smoothed eval loss per configuration, and
+    per evaluation seed the smoothed eval curves of the chosen LoRA and LoRA+ runs with
+    LoRA's best (the target) and each run's raw evaluations.
+
+    Args:
+        result: ``{"tuning": [{"config", "best_smoothed"}], "evaluation": [{"seed",
+            "lora_curve", "loraplus_curve", "lora_best_smoothed", "speedup"}], "best_lora",
+            "best_loraplus"}`` as ``loraplus-finetune``'s full mode returns it.
+        path: where to write the PNG.
+    """
+    evals = result["evaluation"]
+    fig, axes = plt.subplots(1, 1 + len(evals), figsize=(5.2 + 4.2 * len(evals), 4.6),
+                             squeeze=False, gridspec_kw={"width_ratios": [1.3] + [1] * len(evals)})
+    ax = axes[0, 0]
+    rows = sorted(result["tuning"], key=lambda r: -(r["best_smoothed"] or math.inf))
+    names = [r["config"] for r in rows]
+    vals = [_num(r["best_smoothed"]) for r in rows]
+    chosen = {result.get("best_lora"), result.get("best_loraplus")}
+    colors = [("tab:blue" if n.startswith("LoRA lr") else "tab:orange") for n in names]
+    ax.barh(range(len(rows)), vals, color=colors,
+            edgecolor=["black" if n in chosen else "none" for n in names], linewidth=1.5)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(names, fontsize=6)
+    finite = [v for v in vals if math.isfinite(v)]
+    if finite:
+        ax.set_xlim(min(finite) - 0.02, max(finite) + 0.02)
+    ax.set_xlabel("best smoothed eval loss (tuning seed)")
+    ax.set_title(f"stage 1, seed {result.get('tune_seed', '')}: tuning\n(outlined: chosen)",
+                 fontsize=9)
+    for ax, r in zip(axes[0, 1:], evals, strict=True):
+        for key, color, label in (("lora_curve", "tab:blue", result.get("best_lora", "LoRA")),
+                                  ("loraplus_curve", "tab:orange",
+                                   result.get("best_loraplus", "LoRA+"))):
+            c = r[key]
+            ax.plot(c["steps"], _smooth3(c["eval_loss"]), "-", color=color, label=label)
+            ax.plot(c["steps"], [_num(v) for v in c["eval_loss"]], ".", color=color, alpha=0.4)
+        if r.get("lora_best_smoothed") is not None:
+            ax.axhline(r["lora_best_smoothed"], color="gray", ls="--", lw=1,
+                       label="target: LoRA's best smoothed")
+        ax.set_xlabel("step")
+        ax.set_ylabel("eval loss (line: 3-point smoothed; dots: raw)")
+        ax.set_title(f"stage 2, seed {r['seed']}: speed-up {r['speedup']:.2f}x", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return savefig(fig, path)
