@@ -99,14 +99,13 @@ def _label(overrides: dict, seed: int) -> str:
     return "-".join(f"{k}{v}" for k, v in overrides.items()) + f"-s{seed}"
 
 
-def cached_run(overrides: dict, seed: int, cache: Path, accelerator=None) -> dict:
-    """One run of the protocol: read from ``cache`` when a finished run of the same
-    configuration is there (see the module's interpretation), trained and cached otherwise
-    (resuming its checkpoint; folder names as the benchmark's)."""
-    from ..train import FinetuneConfig, finetune
+def find_cached(overrides: dict, seed: int, cache: Path) -> dict | None:
+    """The finished cached run of this configuration (``run.json``'s document), or None: a
+    run matches when its stored configuration agrees with the requested one on every field
+    both have."""
+    from ..train import FinetuneConfig
 
-    cfg = FinetuneConfig(**SPEEDUP_BASE, **overrides, seed=seed)
-    want = cfg.to_dict()
+    want = FinetuneConfig(**SPEEDUP_BASE, **overrides, seed=seed).to_dict()
     label = _label(overrides, seed)
     for done in sorted(cache.glob(f"{label}-*/run.json")) if cache.is_dir() else []:
         doc = json.loads(done.read_text())
@@ -114,6 +113,20 @@ def cached_run(overrides: dict, seed: int, cache: Path, accelerator=None) -> dic
         if doc.get("status") in ("ok", "diverged") and all(
                 have[k] == want[k] for k in set(have) & set(want)):
             return doc
+    return None
+
+
+def cached_run(overrides: dict, seed: int, cache: Path, accelerator=None) -> dict:
+    """One run of the protocol: read from ``cache`` when :func:`find_cached` finds it,
+    trained and cached otherwise (resuming its checkpoint; folder names as the benchmark's)."""
+    from ..train import FinetuneConfig, finetune
+
+    doc = find_cached(overrides, seed, cache)
+    if doc is not None:
+        return doc
+    cfg = FinetuneConfig(**SPEEDUP_BASE, **overrides, seed=seed)
+    want = cfg.to_dict()
+    label = _label(overrides, seed)
     key = hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:10]
     folder = cache / f"{label}-{key}"
     result = finetune(cfg, folder, resume=True, quiet=True, accelerator=accelerator)
