@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,10 @@ def _ticks_in(lo: float, hi: float) -> list[float]:
     """Round tick values for a log axis spanning [lo, hi] (at least the two ends' neighbours)."""
     cands = [1.0, 1.1, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0,
              50.0, 100.0, 200.0, 500.0, 1000.0]
-    inside = [c for c in cands if lo <= c <= hi]
+    inside: list[float] = []
+    for c in cands:  # keep ticks at least ~10% apart so their labels do not collide
+        if lo <= c <= hi and (not inside or math.log10(c / inside[-1]) >= 0.045):
+            inside.append(c)
     if len(inside) < 4:  # a narrow range: ticks at the data's own ends and middle
         inside = sorted({float(f"{v:.3g}") for v in (lo, (lo * hi) ** 0.5, hi)})
     return inside
