@@ -122,7 +122,8 @@ def plot_output_fields(fields: Mapping[str, np.ndarray], path: str | Path, *,
         ax.set_yticks([0, 0.5, 1])
         ax.set_xlabel("input $x_1$")
         ax.set_ylabel("input $x_2$")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85, label=label + " (shared scale)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85,
+                 label=label + (" (shared scale)" if len(imgs) > 1 else ""))
     # constrained layout, not savefig()'s tight_layout; bbox_inches keeps every label inside
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
