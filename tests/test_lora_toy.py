@@ -14,9 +14,11 @@ from scalelab.experiments import lora_init as li
 from scalelab.experiments import loraplus_toy as lp
 from scalelab.experiments._lora_toy_common import (
     LOSS_FLOOR,
+    feature_rms,
     log_grid,
     loglog_slope,
     make_toy_task,
+    seed_mean_log_loss,
     toy_loss,
     train_lora_toy,
 )
@@ -141,18 +143,108 @@ def test_grid_slope_and_max_stable_helpers():
     assert math.isnan(li.max_stable_lr(lrs, [math.inf] * 4))
 
 
+def _eligible_oracle(avg, train, feat):
+    """Brute force: a cell is eligible when it and every in-grid neighbour did not fail."""
+    g = avg.shape[0]
+    bad = ~(np.isfinite(avg) & np.isfinite(train) & np.isfinite(feat))
+    bad |= np.where(np.isfinite(train), train, 0) > 0
+    bad |= np.where(np.isfinite(feat), feat, 0) > 1.0  # log10(FEATURE_MAX = 10)
+    ok = np.zeros_like(bad)
+    for i in range(g):
+        for j in range(g):
+            ok[i, j] = not any(bad[a, b] for a in range(max(0, i - 1), min(g, i + 2))
+                               for b in range(max(0, j - 1), min(g, j + 2)))
+    return ok
+
+
 def test_loraplus_sweep_records_are_consistent():
     lrs = log_grid(-2, 2, 1)
     recs = lp.loraplus_sweep((16, 64), lrs, steps=5, seeds=[0])
     for r in recs:
         avg = np.array(r["avg_log10_loss"])
         assert avg.shape == (len(lrs), len(lrs))
+        ok = _eligible_oracle(avg, np.array(r["train_log10_loss"]),
+                              np.array(r["feature_log10_rms"]))
+        assert np.array_equal(np.array(r["eligible"]), ok)
         i, j = lrs.index(r["best_lr_a"]), lrs.index(r["best_lr_b"])
-        assert avg[i, j] == avg.min() and r["best_ratio"] == pytest.approx(lrs[j] / lrs[i])
+        # the best cell is the lowest eligible one (no longer the plain argmin)
+        assert ok[i, j] and avg[i, j] == avg[ok].min()
+        assert r["best_ratio"] == pytest.approx(lrs[j] / lrs[i])
         k = lrs.index(r["shared_lr"])
-        assert r["gap_decades"] == pytest.approx(avg[k, k] - avg.min()) and r["gap_decades"] >= 0
+        assert ok[k, k] and avg[k, k] == np.diag(avg)[np.diag(ok)].min()
+        assert r["gap_decades"] == pytest.approx(avg[k, k] - avg[i, j]) and r["gap_decades"] >= 0
+        assert avg[i, j] >= np.nanmin(np.where(np.isfinite(avg), avg, np.nan))
     s = lp.summarize(recs)
     assert isinstance(s["holds"], bool) and math.isfinite(s["ratio_slope"])
+    assert set(s["checks"]) == {"slope_within_tolerance", "no_best_on_grid_border",
+                                "shared_lr_worse_at_large_width"}
+
+
+def test_eligibility_rule_on_a_hand_made_grid():
+    avg = np.zeros((4, 4))
+    train = np.full((4, 4), -1.0)
+    feat = np.zeros((4, 4))
+    avg[3, 3] = np.inf  # diverged corner
+    train[0, 3] = 0.5  # ended above its initial loss
+    feat[2, 0] = 1.5  # features blew up (rms 10^1.5 > 10)
+    failed = lp.failed_cells(avg, train, feat)
+    assert failed.sum() == 3 and failed[3, 3] and failed[0, 3] and failed[2, 0]
+    ok = lp.eligible_cells(failed)
+    assert np.array_equal(ok, _eligible_oracle(avg, train, feat))
+    assert ok[0, 0] and ok[0, 1] and not ok[1, 1] and not ok[2, 2]
+    avg[0, 1] = -3.0  # the best eligible cell
+    avg[2, 2] = -5.0  # lower, but next to the diverged corner: not eligible
+    p = lp.pick(avg, train, feat, [1.0, 10.0, 100.0, 1000.0])
+    assert p["best"] == (0, 1) and p["ratio"] == pytest.approx(10.0) and p["on_border"]
+    assert p["shared"] == 0 and p["gap_decades"] == pytest.approx(3.0)
+
+
+def test_feature_rms_and_per_seed_losses_average_to_the_seed_mean():
+    task = make_toy_task(12, seed=2, dtype=torch.float64)
+    a = torch.randn(3, 1, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    direct = torch.stack([(a[c] @ task.x_train.T).pow(2).mean().sqrt() for c in range(3)])
+    torch.testing.assert_close(feature_rms(task.x_train, a), direct)
+    res = seed_mean_log_loss(12, [0.01, 0.1], [0.1, 0.01], seeds=[0, 1], steps=4,
+                             optimizer="adam")
+    for key in ("train", "test", "avg", "feature"):
+        mean = np.mean([one[key] for one in res["per_seed"]], axis=0)
+        np.testing.assert_allclose(res[key], mean, rtol=1e-12)
+    out = train_lora_toy(make_toy_task(12, seed=1), [0.01, 0.1], [0.1, 0.01], steps=4,
+                         optimizer="adam")
+    want = np.log10(feature_rms(make_toy_task(12, seed=1).x_train, out["a"]).numpy())
+    np.testing.assert_allclose(res["per_seed"][1]["feature"], want, rtol=1e-6)
+
+
+def _init_records(slopes: dict, feature_slopes: dict, widths=(64, 256, 1024, 4096)):
+    """Synthetic lora_init_sweep records whose max stable lr / features follow exact powers."""
+    recs = []
+    for w in widths:
+        for init in ("A", "B"):
+            lr = (4.0 if init == "A" else 2.0) * (w / 64) ** slopes[init]
+            feat = math.log10(3.0 * (w / 64) ** feature_slopes[init])
+            best = -5.0 if init == "A" else -1.0
+            recs.append({"width": w, "init": init, "best_lr": 0.01, "best_log10_loss": best,
+                         "max_stable_lr": lr, "log10_feature_at_max_stable": feat,
+                         "learned": True,
+                         "per_seed": [{"seed": s, "max_stable_lr": lr, "best_log10_loss": best,
+                                       "log10_feature_at_max_stable": feat} for s in (0, 1, 2)]})
+    return recs
+
+
+def test_lora_init_summary_recovers_exact_power_laws_and_judges_them():
+    good = li.summarize(_init_records({"A": -0.5, "B": -1.0}, {"A": 0.5, "B": 0.0}))
+    assert good["max_stable_lr_slope_A"]["slope"] == pytest.approx(-0.5)
+    assert good["max_stable_lr_slope_B"]["slope"] == pytest.approx(-1.0)
+    assert good["feature_slope_A"]["slope"] == pytest.approx(0.5)
+    assert good["holds"] and all(good["checks"].values())
+    assert good["spread"]["feature_slope_B"]["per_seed"] == pytest.approx(
+        {"0": 0.0, "1": 0.0, "2": 0.0}, abs=1e-12)
+    # Init[A] falling like 1/n too: the lr check fails, the rest still passes
+    bad = li.summarize(_init_records({"A": -1.0, "B": -1.0}, {"A": 0.5, "B": 0.0}))
+    assert not bad["checks"]["lr_slope_A"] and bad["checks"]["lr_slope_B"] and not bad["holds"]
+    # no internal instability (features flat for Init[A]): fails
+    flat = li.summarize(_init_records({"A": -0.5, "B": -1.0}, {"A": 0.0, "B": 0.0}))
+    assert not flat["checks"]["feature_slope_A"] and not flat["holds"]
 
 
 def _tiny(monkeypatch, module, sizes):
@@ -160,13 +252,16 @@ def _tiny(monkeypatch, module, sizes):
 
 
 def test_runs_write_well_formed_outcomes(monkeypatch, tmp_path):
-    _tiny(monkeypatch, lp, dict(widths=(16, 64), lrs=log_grid(-2, 3, 1), steps=6, seeds=1,
+    _tiny(monkeypatch, lp, dict(sgd=dict(widths=(16, 64), lrs=log_grid(-2, 3, 1), steps=6,
+                                         seeds=1),
                                 adam=dict(widths=(16, 64), lrs=log_grid(-4, 0, 1), steps=6,
                                           seeds=1)))
     _tiny(monkeypatch, li, dict(widths=(16, 64), lrs=log_grid(-4, 2, 1), seeds=1))
     for mod in (lp, li):
         out = mod._run(Context(out_dir=tmp_path, quick=False, seed=0))
         assert isinstance(out.claim_holds, bool) and out.observed and out.ran
+        assert out.seeds == [0] and out.spread and mod.EXPERIMENT.criterion
+        assert mod.EXPERIMENT.min_seeds == 3
         for f in out.figures:
             assert (tmp_path / f).stat().st_size > 1000
         doc = json.loads(json.dumps(out.result, default=float))
@@ -179,6 +274,7 @@ def test_plots_accept_records_read_back_from_json(tmp_path):
     """result.json stores inf as null: the plotting functions must cope."""
     from scalelab._utils import to_jsonable
     from scalelab.plots import (
+        plot_lora_init_features,
         plot_lora_init_loss_vs_lr,
         plot_lora_init_max_lr,
         plot_loraplus_heatmaps,
@@ -191,5 +287,6 @@ def test_plots_accept_records_read_back_from_json(tmp_path):
     for fn, recs, name in ((plot_loraplus_heatmaps, plus, "h.png"),
                            (plot_loraplus_ratio_vs_width, plus, "r.png"),
                            (plot_lora_init_loss_vs_lr, init, "l.png"),
-                           (plot_lora_init_max_lr, init, "m.png")):
+                           (plot_lora_init_max_lr, init, "m.png"),
+                           (plot_lora_init_features, init, "f.png")):
         assert fn(recs, tmp_path / name).stat().st_size > 1000

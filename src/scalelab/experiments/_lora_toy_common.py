@@ -180,25 +180,45 @@ def train_lora_toy(task: ToyTask, lr_a, lr_b, *, steps: int, init: str = "A",
             "mean_log10_loss": mean_log, "a": a, "b": b}
 
 
+def feature_rms(x, a):
+    """Root mean square of the LoRA features A x over the inputs ``x`` (N, n) and the rank,
+    per cell: (C,) float64 (``a`` is (C, r, n); non-finite where a cell diverged)."""
+    s = a.double() @ x.double().T  # (C, r, N)
+    return s.pow(2).mean(dim=(1, 2)).sqrt()
+
+
 def seed_mean_log_loss(width: int, lr_a, lr_b, *, seeds, steps: int, init: str = "A",
-                       optimizer: str = "sgd", **task_kw) -> dict[str, list[float]]:
+                       optimizer: str = "sgd", **task_kw) -> dict[str, Any]:
     """Per-cell losses as log10(loss / initial loss), averaged over ``seeds`` (geometric means).
 
-    Returns ``{"train", "test", "avg"}``: final train and test losses, and the train loss
-    averaged (in log10) over the run's steps, which ranks cells by training speed. A cell
-    that diverged for any seed is ``inf``.
+    Returns ``{"train", "test", "avg", "feature", "per_seed"}``: final train and test losses,
+    the train loss averaged (in log10) over the run's steps, which ranks cells by training
+    speed, and log10 of the final rms of the features A x on the training inputs
+    (:func:`feature_rms`). A cell that diverged for any seed is ``inf``. ``per_seed`` holds
+    the same four lists for each seed, in the order of ``seeds``.
     """
     import torch
 
-    sums = {"train": 0.0, "test": 0.0, "avg": 0.0}
+    keys = ("train", "test", "avg", "feature")
+    sums: dict[str, Any] = dict.fromkeys(keys, 0.0)
+    per_seed = []
     for seed in seeds:
         task = make_toy_task(width, seed=seed, **task_kw)
         out = train_lora_toy(task, lr_a, lr_b, steps=steps, init=init, optimizer=optimizer)
         init_test = float(0.5 * (task.y_test.double() ** 2).mean())
+        one = {}
         for key, ref in (("train", out["init_loss"]), ("test", init_test)):
-            sums[key] = sums[key] + torch.log10((out[f"{key}_loss"] / ref).clamp_min(1e-30))
-        sums["avg"] = sums["avg"] + out["mean_log10_loss"]
-    return {k: (v / len(seeds)).tolist() for k, v in sums.items()}
+            one[key] = torch.log10((out[f"{key}_loss"] / ref).clamp_min(1e-30))
+        one["avg"] = out["mean_log10_loss"].clone()
+        feat = torch.log10(feature_rms(task.x_train, out["a"]).clamp_min(1e-30))
+        feat[~torch.isfinite(out["train_loss"])] = math.inf
+        one["feature"] = feat
+        for key in keys:
+            sums[key] = sums[key] + one[key]
+        per_seed.append({k: v.tolist() for k, v in one.items()})
+    res: dict[str, Any] = {k: (v / len(seeds)).tolist() for k, v in sums.items()}
+    res["per_seed"] = per_seed
+    return res
 
 
 def log_grid(lo: float, hi: float, per_decade: int) -> list[float]:

@@ -17,8 +17,9 @@ The loss is the mean training loss of the last steps, averaged geometrically ove
 (a diverged seed makes the point diverged). Each depth's optimum is the grid argmin refined
 by a parabola through it and its two neighbours (in log10 lr). Drift = the change of the
 optimal log10 lr across the depth range predicted by a least-squares line in log2(depth).
-Verdict (thresholds fixed in decades, not tuned per run): Depth-µP's |drift| <= 0.2
-decades (a factor 1.6) and SP's |drift| >= 0.3 decades (a factor 2).
+Verdict (thresholds fixed in decades, not tuned per run): on the seed-averaged losses,
+Depth-µP's |drift| <= 0.2 decades (a factor 1.6) and SP's |drift| >= 0.3 decades (a factor
+2); and on every seed's own losses SP's |drift| exceeds Depth-µP's.
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ import math
 import numpy as np
 
 from .._progress import track
+from ._common import seeds_for, spread
 from ._registry import Context, Experiment, Outcome, register
 
 PARAMS = ("SP", "Depth-muP")
 STAYS, DRIFTS = 0.2, 0.3  # decades of optimal lr across the depth range
+CRITERION = (
+    f"On the seed-averaged (geometric mean) losses, the drift of the optimal log10 lr across "
+    f"the depth range (least-squares line in log2 depth; optimum = grid argmin refined by a "
+    f"parabola) is at most {STAYS} decades in magnitude under Depth-muP and at least {DRIFTS} "
+    f"decades under SP; and on every seed's own losses SP's |drift| exceeds Depth-muP's.")
 
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return dict(depths=(2, 8, 32), log10_lrs=np.arange(-3.5, -1.49, 0.5), width=64,
-                    steps=100, tail=10, seeds=1)
-    return dict(depths=(2, 4, 8, 16, 32, 64), log10_lrs=np.arange(-4.0, -1.99, 0.25),
-                width=64, steps=150, tail=20, seeds=2)
+        return dict(depths=(2, 8, 32), log10_lrs=np.arange(-3.5, -1.99, 0.5), width=64,
+                    steps=60, tail=10, seeds=1)
+    return dict(depths=(2, 4, 8, 16, 32, 64), log10_lrs=np.arange(-3.5, -1.99, 0.25),
+                width=64, steps=150, tail=20, seeds=3)
 
 
 def optimum(log10_lrs, losses) -> float:
@@ -94,25 +101,40 @@ def lr_sweep(data, depths, log10_lrs, *, width: int, steps: int, tail: int,
     return records
 
 
+def _drift(records, param: str, key) -> tuple[dict, float, float]:
+    """Optimum per depth (from ``key(row)`` losses), slope per doubling and drift (decades)."""
+    opt = {}
+    for depth in sorted({r["depth"] for r in records}):
+        rows = sorted((r for r in records if r["param"] == param and r["depth"] == depth),
+                      key=lambda r: r["log10_lr"])
+        opt[depth] = optimum([r["log10_lr"] for r in rows], [key(r) for r in rows])
+    pts = [(math.log2(d), v) for d, v in opt.items() if math.isfinite(v)]
+    if len(pts) < 2:
+        return opt, math.nan, math.nan
+    x, y = np.array(pts).T
+    slope = float(np.polyfit(x, y, 1)[0])
+    return opt, slope, slope * float(x.max() - x.min())
+
+
 def summarize(records) -> dict:
-    """Per-parametrisation optimum per depth, drift across depth, and the verdict."""
-    out = {}
+    """Per-parametrisation optimum per depth, drift across depth (seed mean and per seed), and
+    the verdict."""
+    out: dict = {}
+    n_seeds = len(records[0]["seed_losses"])
     for param in PARAMS:
-        opt = {}
-        for depth in sorted({r["depth"] for r in records}):
-            rows = sorted((r for r in records if r["param"] == param and r["depth"] == depth),
-                          key=lambda r: r["log10_lr"])
-            opt[depth] = optimum([r["log10_lr"] for r in rows], [r["loss"] for r in rows])
-        pts = [(math.log2(d), v) for d, v in opt.items() if math.isfinite(v)]
-        if len(pts) >= 2:
-            x, y = np.array(pts).T
-            slope = float(np.polyfit(x, y, 1)[0])
-            drift = slope * float(x.max() - x.min())
-        else:
-            slope = drift = math.nan
-        out[param] = {"optimal_log10_lr": opt, "slope_per_doubling": slope, "drift_log10": drift}
+        opt, slope, drift = _drift(records, param, lambda r: r["loss"])
+        per_seed = [_drift(records, param, lambda r, k=k: r["seed_losses"][k])[2]
+                    for k in range(n_seeds)]
+        out[param] = {"optimal_log10_lr": opt, "slope_per_doubling": slope,
+                      "drift_log10": drift, "drift_log10_per_seed": per_seed}
     d_sp, d_mup = abs(out["SP"]["drift_log10"]), abs(out["Depth-muP"]["drift_log10"])
-    out["holds"] = bool(d_mup <= STAYS and d_sp >= DRIFTS)
+    seed_gap = [abs(a) - abs(b) for a, b in zip(out["SP"]["drift_log10_per_seed"],
+                                                 out["Depth-muP"]["drift_log10_per_seed"],
+                                                 strict=True)]
+    out["abs_drift_sp_minus_mup_per_seed"] = seed_gap
+    out["checks"] = {"depth_mup_stays": bool(d_mup <= STAYS), "sp_drifts": bool(d_sp >= DRIFTS),
+                     "sp_drifts_more_on_every_seed": bool(all(g > 0 for g in seed_gap))}
+    out["holds"] = bool(all(out["checks"].values()))
     return out
 
 
@@ -122,12 +144,13 @@ def _run(ctx: Context) -> Outcome:
 
     sz = _sizes(ctx.quick)
     data = load_digits("mnist", seed=ctx.seed)
+    seeds = seeds_for(ctx, sz["seeds"])
     records = lr_sweep(data, sz["depths"], sz["log10_lrs"], width=sz["width"],
-                       steps=sz["steps"], tail=sz["tail"],
-                       seeds=[ctx.seed + k for k in range(sz["seeds"])])
+                       steps=sz["steps"], tail=sz["tail"], seeds=seeds)
     summary = summarize(records)
     figures = ["loss_vs_lr.png"]
-    plot_lr_transfer(records, ctx.path(figures[0]))
+    plot_lr_transfer(records, ctx.path(figures[0]),
+                     optima={p: summary[p]["optimal_log10_lr"] for p in PARAMS})
     lrs = sz["log10_lrs"]
     step = float(lrs[1] - lrs[0])
     ran = (f"Residual MLPs (width {sz['width']}, ReLU, depths {list(sz['depths'])}) on 4,000 "
@@ -141,14 +164,21 @@ def _run(ctx: Context) -> Outcome:
         sm = summary[param]
         best = ", ".join(f"L={d}: {10 ** v:.2g}" if math.isfinite(v) else f"L={d}: none"
                          for d, v in sm["optimal_log10_lr"].items())
+        per = ", ".join(f"{v:+.2f}" for v in sm["drift_log10_per_seed"])
         parts.append(f"{param}: best lr {best} (drift {sm['drift_log10']:+.2f} decades across "
-                     "the depths)")
+                     f"the depths; per seed {per})")
     verdict = ("stays put under Depth-muP and drifts under SP" if summary["holds"] else
                "does not separate the two parametrisations as claimed at this size")
     observed = (f"{'; '.join(parts)}. With 'stays' = |drift| <= {STAYS} and 'drifts' = "
-                f"|drift| >= {DRIFTS} decades, the optimum {verdict}.")
+                f"|drift| >= {DRIFTS} decades, the optimum {verdict}. Checks: "
+                + ", ".join(f"{k} {v}" for k, v in summary["checks"].items()) + ".")
+    sp = {f"drift_log10_{p}": spread(summary[p]["drift_log10_per_seed"], seeds)
+          for p in PARAMS}
+    sp["abs_drift_SP_minus_Depth-muP"] = spread(summary["abs_drift_sp_minus_mup_per_seed"],
+                                                seeds)
     return Outcome(result={"records": records, "summary": summary}, figures=figures, ran=ran,
-                   observed=observed, claim_holds=summary["holds"])
+                   observed=observed, claim_holds=summary["holds"], seeds=seeds, spread=sp,
+                   indicative=ctx.quick)
 
 
 EXPERIMENT = register(Experiment(
@@ -159,4 +189,6 @@ EXPERIMENT = register(Experiment(
            "learning rate stays put as depth grows; under the standard parametrisation it "
            "drifts."),
     run=_run,
+    criterion=CRITERION,
+    min_seeds=3,
 ))

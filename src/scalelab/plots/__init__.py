@@ -10,20 +10,24 @@ from ._covariance import plot_cleaner_comparison as plot_cleaner_comparison
 from ._covariance import plot_top_eigenvalue_bias as plot_top_eigenvalue_bias
 from ._eoc import plot_correlation_convergence as plot_correlation_convergence
 from ._eoc import plot_eoc_curves as plot_eoc_curves
+from ._eoc import plot_loss_vs_lr as plot_loss_vs_lr
 from ._eoc import plot_output_fields as plot_output_fields
 from ._eoc import plot_phase_diagrams as plot_phase_diagrams
 from ._eoc import plot_training_losses as plot_training_losses
 from ._finetune import plot_finetune_curves as plot_finetune_curves
+from ._lora import plot_lora_init_features as plot_lora_init_features
 from ._lora import plot_lora_init_loss_vs_lr as plot_lora_init_loss_vs_lr
 from ._lora import plot_lora_init_max_lr as plot_lora_init_max_lr
 from ._lora import plot_loraplus_heatmaps as plot_loraplus_heatmaps
 from ._lora import plot_loraplus_ratio_vs_width as plot_loraplus_ratio_vs_width
+from ._lora import plot_speedup_protocol as plot_speedup_protocol
 
 __all__ = ["savefig", "plot_cleaner_comparison", "plot_top_eigenvalue_bias",
            "plot_finetune_curves",
-           "plot_lora_init_loss_vs_lr", "plot_lora_init_max_lr", "plot_loraplus_heatmaps",
-           "plot_loraplus_ratio_vs_width"]
-__all__ += ["plot_correlation_convergence", "plot_eoc_curves", "plot_output_fields",
+           "plot_lora_init_features", "plot_lora_init_loss_vs_lr", "plot_lora_init_max_lr", "plot_loraplus_heatmaps",
+           "plot_loraplus_ratio_vs_width", "plot_speedup_protocol"]
+__all__ += ["plot_correlation_convergence", "plot_eoc_curves", "plot_loss_vs_lr",
+            "plot_output_fields",
             "plot_phase_diagrams", "plot_training_losses"]
 from ._residual import plot_budget_accuracy as plot_budget_accuracy  # noqa: E402
 from ._residual import plot_deep_training as plot_deep_training  # noqa: E402

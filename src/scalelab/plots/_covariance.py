@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from ._common import savefig
 
@@ -44,29 +45,55 @@ def plot_top_eigenvalue_bias(records: Sequence[dict[str, Any]], path: str | Path
     return savefig(fig, path)
 
 
+def _ticks_in(lo: float, hi: float) -> list[float]:
+    """Round tick values for a log axis spanning [lo, hi] (at least the two ends' neighbours)."""
+    cands = [1.0, 1.1, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0,
+             50.0, 100.0, 200.0, 500.0, 1000.0]
+    inside: list[float] = []
+    for c in cands:  # keep ticks at least ~10% apart so their labels do not collide
+        if lo <= c <= hi and (not inside or math.log10(c / inside[-1]) >= 0.045):
+            inside.append(c)
+    if len(inside) < 4:  # a narrow range: ticks at the data's own ends and middle
+        inside = sorted({float(f"{v:.3g}") for v in (lo, (lo * hi) ** 0.5, hi)})
+    return inside
+
+
 def plot_cleaner_comparison(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Frobenius error and out-of-sample min-variance risk of each cleaner across q.
+    """Frobenius error and out-of-sample min-variance risk of each cleaner across q, with
+    standard-error bars, x ticks at the q values run and risk-axis ticks inside the data's
+    range.
 
     Args:
         records: dicts with ``q``, ``method``, ``frobenius_mean`` and ``risk_ratio_mean``
-            (true risk of the min-variance portfolio over the optimal risk; 1 is perfect).
+            (true risk of the min-variance portfolio over the optimal risk; 1 is perfect), and
+            optionally ``frobenius_sem`` / ``risk_ratio_sem`` (error bars).
         path: where to write the PNG.
     """
     methods = list(dict.fromkeys(r["method"] for r in records))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     for m in methods:
         rs = sorted((r for r in records if r["method"] == m), key=lambda r: r["q"])
         qs = [r["q"] for r in rs]
-        axes[0].plot(qs, [r["frobenius_mean"] for r in rs], "o-", label=m)
-        axes[1].plot(qs, [r["risk_ratio_mean"] for r in rs], "o-", label=m)
+        axes[0].errorbar(qs, [r["frobenius_mean"] for r in rs],
+                         yerr=[r.get("frobenius_sem", 0.0) for r in rs], fmt="o-", capsize=3,
+                         ms=4, label=m)
+        axes[1].errorbar(qs, [r["risk_ratio_mean"] for r in rs],
+                         yerr=[r.get("risk_ratio_sem", 0.0) for r in rs], fmt="o-", capsize=3,
+                         ms=4, label=m)
+    risks = [r["risk_ratio_mean"] for r in records]
     axes[0].set_ylabel("||C_hat - C||_F")
     axes[0].set_title("Frobenius error vs true correlation")
     axes[1].set_ylabel("out-of-sample risk / optimal risk")
     axes[1].set_yscale("log")
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
+    axes[1].set_yticks(_ticks_in(min(risks) * 0.98, max(risks) * 1.02))
     axes[1].yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    axes[1].yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    axes[1].set_title("Minimum-variance portfolio")
+    axes[1].set_title("Minimum-variance portfolio (bars: standard error)")
+    qs_all = sorted({r["q"] for r in records})
     for ax in axes:
         ax.set_xlabel("q = N / T")
+        ax.set_xticks(qs_all)
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return savefig(fig, path)

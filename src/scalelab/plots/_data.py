@@ -110,24 +110,40 @@ def plot_text_collapse(records: list[dict], path: str | Path) -> Path:
 
 
 def plot_lood_vs_empirical(records: list[dict], path: str | Path, *, rho: float | None = None,
-                           y_key: str = "empirical_auc") -> Path:
-    """Scatter of each training point's LOOD (log scale) against its empirical
-    distinguishability from retrained models. ``records``: dicts ``lood`` and ``y_key``."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter([r["lood"] for r in records], [r[y_key] for r in records], s=12, alpha=0.7)
-    ax.set_xscale("log")
-    ax.set_xlabel("LOOD (NNGP, KL at the point itself)")
-    labels = {"empirical_auc": "membership AUC from retrained networks",
-              "empirical_kl": "KL(out || in) of retrained networks' outputs",
-              "loss_gap": "loss gap (models without - with the point)"}
-    ax.set_ylabel(labels.get(y_key, y_key))
-    if y_key != "empirical_auc" and all(r[y_key] > 0 for r in records):
-        ax.set_yscale("log")
-    title = "LOOD vs empirical distinguishability"
-    if rho is not None:
-        title += f" (Spearman {rho:.2f})"
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+                           y_key: str = "empirical_auc", x_keys: tuple[str, ...] = ("lood",),
+                           rhos: dict[str, list[float]] | None = None,
+                           labels: dict[str, str] | None = None) -> Path:
+    """Scatter of each training point's score against its empirical distinguishability from
+    retrained models, one panel per score (log x where all values are positive).
+
+    ``records``: dicts with ``y_key`` and every key of ``x_keys`` (default just ``lood``).
+    ``rho`` (one panel) or ``rhos`` (score -> Spearman correlations, one per seed) go into
+    the panel titles; ``labels`` names the scores on the x axes.
+    """
+    names = {"lood": "LOOD (NNGP, KL at the point itself)", **(labels or {})}
+    fig, axes = plt.subplots(1, len(x_keys), figsize=(5.0 * len(x_keys), 4.2), squeeze=False,
+                             sharey=True)
+    ylabels = {"empirical_auc": "membership AUC from retrained networks",
+               "empirical_kl": "KL(out || in) of retrained networks' outputs",
+               "loss_gap": "loss gap (models without - with the point)"}
+    ys = [r[y_key] for r in records]
+    for ax, key in zip(axes[0], x_keys, strict=True):
+        xs = [r[key] for r in records]
+        ax.scatter(xs, ys, s=12, alpha=0.7)
+        if all(v > 0 for v in xs):
+            ax.set_xscale("log")
+        ax.set_xlabel(names.get(key, key))
+        if y_key != "empirical_auc" and all(v > 0 for v in ys):
+            ax.set_yscale("log")
+        vals = (rhos or {}).get(key) or ([rho] if rho is not None and len(x_keys) == 1 else [])
+        title = names.get(key, key).split(" (")[0] if len(x_keys) > 1 else \
+            "LOOD vs empirical distinguishability"
+        if vals:
+            title += "\nSpearman " + ", ".join(f"{v:.2f}" for v in vals) + (
+                " (per seed)" if len(vals) > 1 else "")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabels.get(y_key, y_key))
     return savefig(fig, path)
 
 

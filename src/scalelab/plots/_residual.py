@@ -106,14 +106,18 @@ def plot_deep_training(records: Sequence[Mapping], path: str | Path, *, title: s
     return savefig(fig, path)
 
 
-def plot_lr_transfer(records: Sequence[Mapping], path: str | Path, cap: float = 10.0) -> Path:
+def plot_lr_transfer(records: Sequence[Mapping], path: str | Path, cap: float = 10.0,
+                     optima: Mapping[str, Mapping] | None = None) -> Path:
     """Loss vs learning rate, one line per depth, one panel per parametrisation.
 
-    Records: ``{"param", "depth", "lr", "loss"}``; losses above ``cap`` are drawn at ``cap``.
-    A star marks each depth's best learning rate.
+    Records: ``{"param", "depth", "lr", "loss"}`` and optionally ``"seed_losses"`` (drawn as
+    min-max error bars when there are several); losses above ``cap`` are drawn at ``cap``.
+    A star marks each depth's best grid learning rate; ``optima`` (param -> {depth: log10
+    lr}, e.g. the parabola-refined optima) adds a vertical tick per depth at that lr.
     """
     params = list(dict.fromkeys(r["param"] for r in records))
-    fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(params), figsize=(5.2 * len(params), 4.2), squeeze=False,
+                             sharey=True)
     for ax, param in zip(axes[0], params, strict=True):
         rows = [r for r in records if r["param"] == param]
         series = _series(rows, "depth", "lr", "loss")
@@ -121,13 +125,26 @@ def plot_lr_transfer(records: Sequence[Mapping], path: str | Path, cap: float = 
         for i, (depth, pts) in enumerate(sorted(series.items())):
             color = cmap(i / max(1, len(series) - 1))
             xs, ys = [p[0] for p in pts], [min(p[1], cap) for p in pts]
-            ax.plot(xs, ys, "o-", color=color, label=f"L={depth}", ms=3)
+            by_lr = {r["lr"]: r for r in rows if r["depth"] == depth}
+            seeds = [[v for v in (by_lr[x].get("seed_losses") or []) if v is not None
+                      and math.isfinite(v)] for x in xs]
+            if all(len(v) > 1 for v in seeds):
+                lo = [y - min(min(v), cap) for y, v in zip(ys, seeds, strict=True)]
+                hi = [min(max(v), cap) - y for y, v in zip(ys, seeds, strict=True)]
+                ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", color=color, label=f"L={depth}",
+                            ms=3, capsize=2, lw=1)
+            else:
+                ax.plot(xs, ys, "o-", color=color, label=f"L={depth}", ms=3)
             j = min(range(len(ys)), key=ys.__getitem__)
             ax.plot(xs[j], ys[j], "*", color=color, ms=12)
-        ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final train loss",
-               title=param)
+            v = (optima or {}).get(param, {}).get(depth)
+            if v is not None and math.isfinite(v):
+                ax.axvline(10.0 ** v, color=color, lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="learning rate",
+               title=param + (" (dotted: refined optimum per depth)" if optima else ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("final train loss (bars: range over seeds)")
     return savefig(fig, path)
 
 
