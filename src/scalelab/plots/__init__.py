@@ -51,3 +51,8 @@ from ._data import plot_text_collapse as plot_text_collapse  # noqa: E402
 
 __all__ += ["plot_collapse", "plot_data_pruning_accuracy", "plot_lood_vs_empirical",
             "plot_text_collapse"]
+
+from ._lora_width import plot_loraplus_width as plot_loraplus_width  # noqa: E402
+from ._lora_width import plot_loraplus_width_curves as plot_loraplus_width_curves  # noqa: E402
+
+__all__ += ["plot_loraplus_width", "plot_loraplus_width_curves"]
