@@ -168,16 +168,17 @@ def _run(ctx: Context) -> Outcome:
     verdict = {True: "holds", False: "does not hold"}[t["holds"]]
     observed = describe_results(summary) + (
         f"\n\nCriterion parts: best ratio grows {t['ratio_grows']}, held-out gain grows "
-        f"{t['gain_grows']}, LoRA+ pays at the largest width {t['pays_at_largest']}: the claim "
-        f"{verdict} at these widths.")
-    if not t["holds"]:
-        observed += (" What limits this measurement: widths reachable on 2 CPU cores "
-                     f"({protocol.widths[0]}-{protocol.widths[-1]}, a factor "
-                     f"{protocol.widths[-1] // protocol.widths[0]}), {protocol.pretrain_steps} "
-                     "pre-training steps, and seed noise of the eval loss comparable to the "
-                     "differences measured.")
+        f"{t['gain_grows']}, LoRA+ pays at the largest width {t['pays_at_largest']}")
     if ctx.quick:
-        observed += " Quick mode (tiny widths, a few steps) is a smoke run: not judged."
+        observed += (". Quick mode (tiny widths, a few steps) is a smoke run: not judged.")
+    else:
+        observed += f": the claim {verdict} at these widths."
+        if not t["holds"]:
+            observed += (" What limits this measurement: the widths reachable on 2 CPU cores "
+                         f"({protocol.widths[0]}-{protocol.widths[-1]}, a factor "
+                         f"{protocol.widths[-1] // protocol.widths[0]}), "
+                         f"{protocol.pretrain_steps} pre-training steps, and seed noise of the "
+                         "eval loss comparable to the differences measured.")
     ran = describe_protocol(protocol) + (
         f" {summary['runs']} fine-tuning runs ({summary['cached']} read from the per-run cache "
         f"at {runs_dir}).")

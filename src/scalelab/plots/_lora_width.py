@@ -49,7 +49,12 @@ def plot_loraplus_width(results: Sequence[Mapping[str, Any]], trends: Mapping[st
     fit = trends.get("ratio_fit", {})
     if rs and math.isfinite(fit.get("slope", math.nan)):
         ax_r.loglog(w, np.exp(fit["intercept"]) * w ** fit["slope"], "k--", lw=1,
-                    label=f"fit: slope {fit['slope']:.2f} +- {fit.get('ci95', math.nan):.2f}")
+                    label=f"fit: slope {fit['slope']:.2f}" + (
+                        f" +- {fit['ci95']:.2f}" if math.isfinite(fit.get("ci95", math.nan))
+                        else ""))
+    shown = sorted({v for r in rs for v in [r["best_ratio"]]
+                    + [p["own_best_ratio"] for p in r["per_seed"]] if v is not None})
+    ax_r.set_yticks(shown, [f"{v:g}" for v in shown])
     ax_r.set_xlabel("width")
     ax_r.set_ylabel("best ratio lr_B / lr_A")
     ax_r.set_title("LoRA+'s best ratio")
