@@ -32,7 +32,7 @@ from pathlib import Path
 
 from scalelab._utils import to_jsonable
 from scalelab.data.models import cache_dir
-from scalelab.experiments._width_protocol import default_workers, run_protocol
+from scalelab.experiments._width_protocol import cached_records, default_workers, run_protocol
 from scalelab.experiments.loraplus_width import CRITERION, FULL, QUICK, describe_results, summarize
 
 HERE = Path(__file__).resolve().parent
@@ -62,15 +62,41 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def status(protocol, runs_dir: Path) -> None:
+    """What is cached, what is missing, and the per-width table of the complete widths."""
+    import dataclasses
+
+    done, missing = cached_records(protocol, runs_dir)
+    print(f"{len(done)} of {len(done) + len(missing)} runs cached under {runs_dir}")
+    for spec in missing:
+        print(f"  missing: {spec.label()}")
+    complete = [w for w in protocol.widths
+                if not any(s.pretrain.width == w for s in missing)]
+    if len(complete) >= 2:
+        part = dataclasses.replace(protocol, widths=tuple(complete))
+        summary = summarize(part, {"pretrain": {}, "runs": [r for r in done if
+                                                           r["spec"]["pretrain"]["width"]
+                                                           in complete]})
+        print(f"complete widths {complete} (partial: not the judged protocol):")
+        print(table(summary))
+        print(describe_results(summary))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the smoke protocol (seconds)")
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="worker processes, one torch thread each (default: 2 on >= 2 cores)")
     p.add_argument("--cache", type=Path, default=HERE / "results" / "loraplus_width_cache")
+    p.add_argument("--status", action="store_true",
+                   help="run nothing: list the runs still missing from the cache and summarise "
+                        "the widths that are complete")
     args = p.parse_args()
     protocol = QUICK if args.quick else FULL
     runs_dir = args.cache / ("quick" if args.quick else "full")
+    if args.status:
+        status(protocol, runs_dir)
+        return
     t0 = time.perf_counter()
     data = run_protocol(protocol, runs_dir, cache_dir() / "loraplus-width",
                         workers=args.workers, log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -131,7 +131,7 @@ def run_protocol(protocol: WidthProtocol, runs_dir: Path, pretrain_cache: Path, 
     workers = check_int("workers", workers)
     runs_dir, pretrain_cache = Path(runs_dir), Path(pretrain_cache)
     pretraining_corpus(protocol.pretrain_spec(protocol.widths[0]), pretrain_cache)
-    widths = sorted(protocol.widths, reverse=True)
+    widths = sorted(protocol.widths)  # narrowest first: complete widths come early
     total = len(widths) + len(protocol.run_specs())
     disable = None if progress is None else not progress
     pretrain: dict[int, dict[str, Any]] = {}
@@ -173,8 +173,8 @@ def _parallel(protocol: WidthProtocol, widths: list[int], runs_dir: Path, cache:
               workers: int, note: Callable[[str, dict[str, Any]], None]):
     """Run the jobs in ``workers`` spawned processes; yield once per finished job.
 
-    Pre-training jobs go first (widest first); a width's runs are queued when its encoder
-    is ready, cached runs are read here without a worker.
+    Pre-training jobs go first (narrowest first); a width's runs are queued when its
+    encoder is ready, cached runs are read here without a worker.
     """
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -198,6 +198,16 @@ def _parallel(protocol: WidthProtocol, widths: list[int], runs_dir: Path, cache:
                         yield
                     else:
                         pending[pool.submit(_run_job, spec, runs_dir, cache)] = ("run", width)
+
+
+def cached_records(protocol: WidthProtocol, runs_dir: Path
+                   ) -> tuple[list[dict[str, Any]], list[RunSpec]]:
+    """``(records found in runs_dir, specs still to run)`` of ``protocol``; runs nothing."""
+    done, missing = [], []
+    for spec in protocol.run_specs():
+        doc = read_cached(spec, Path(runs_dir))
+        (done.append(doc) if doc is not None else missing.append(spec))
+    return done, missing
 
 
 def default_workers() -> int:
