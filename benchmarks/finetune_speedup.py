@@ -28,7 +28,6 @@ benchmarks/results/finetune_speedup.json, or finetune_speedup_reduced.json).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ import statistics
 import time
 from pathlib import Path
 
+from scalelab.experiments.loraplus_finetune import find_cached, run_folder
 from scalelab.train.report import best_loss, steps_to_target
 
 HERE = Path(__file__).resolve().parent
@@ -72,42 +72,16 @@ def best_smoothed(run: dict) -> tuple[float, int] | tuple[None, None]:
         None, None)
 
 
-#: The configuration fields the protocol fixed when its cache was made (2026-11-27). Later
-#: fields (schedule, precision, grad accumulation, chat rendering, ...) are at values that
-#: reproduce that loop exactly for this task (constant lr, no warm-up, fp32 on CPU).
-PROTOCOL_FIELDS = ("model", "dataset", "method", "lr", "ratio", "head_lr", "rank", "alpha",
-                   "targets", "dropout", "init", "steps", "epochs", "batch_size", "max_length",
-                   "seed", "eval_every", "eval_size", "checkpoint_every", "weight_decay",
-                   "warmup_steps")
-
-
-def protocol_dict(cfg) -> dict:
-    """The protocol fields of a config (or of a cached run's config dict): the cache key."""
-    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    out = {k: d.get(k) for k in PROTOCOL_FIELDS}
-    # a resolved config (a run.json written since) holds the defaults the cache left implicit
-    if out["max_length"] == 48 and d.get("dataset") == "tweets":
-        out["max_length"] = None
-    if d.get("method") == "lora" and out["head_lr"] == d.get("lr"):
-        out["head_lr"] = None
-    out["warmup_steps"] = out["warmup_steps"] or 0
-    return out
-
-
 def run_cached(overrides: dict, seed: int, base: dict, cache: Path, accelerator) -> dict:
     """One fine-tuning run, read from the cache when it finished before; resumed otherwise."""
     from scalelab.train import FinetuneConfig, finetune
 
+    doc = find_cached(overrides, seed, cache, base)
+    if doc is not None:
+        return doc
     cfg = FinetuneConfig(**base, **overrides, seed=seed)
-    protocol = protocol_dict(cfg)
-    key = hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:10]
-    label = "-".join(f"{k}{v}" for k, v in overrides.items()) + f"-s{seed}"
-    folder = cache / f"{label}-{key}"
-    done = folder / "run.json"
-    if done.is_file():
-        doc = json.loads(done.read_text())
-        if doc.get("status") in ("ok", "diverged") and protocol_dict(doc["config"]) == protocol:
-            return doc
+    folder = run_folder(overrides, seed, base, cache)
+    label, done = folder.name, folder / "run.json"
     t0 = time.perf_counter()
     result = finetune(cfg, folder, resume=True, quiet=True, accelerator=accelerator)
     if result.status == "interrupted":

@@ -99,39 +99,68 @@ def _label(overrides: dict, seed: int) -> str:
     return "-".join(f"{k}{v}" for k, v in overrides.items()) + f"-s{seed}"
 
 
-def find_cached(overrides: dict, seed: int, cache: Path) -> dict | None:
-    """The finished cached run of this configuration (``run.json``'s document), or None: a
-    run matches when its stored configuration agrees with the requested one on every field
-    both have."""
+#: The configuration fields the protocol fixed when its cache was made (2026-11-27). Later
+#: fields (schedule, precision, grad accumulation, chat rendering, ...) are at values that
+#: reproduce that loop exactly for this task (constant lr, no warm-up, fp32 on CPU).
+PROTOCOL_FIELDS = ("model", "dataset", "method", "lr", "ratio", "head_lr", "rank", "alpha",
+                   "targets", "dropout", "init", "steps", "epochs", "batch_size", "max_length",
+                   "seed", "eval_every", "eval_size", "checkpoint_every", "weight_decay",
+                   "warmup_steps")
+
+
+def protocol_dict(cfg: Any) -> dict:
+    """The protocol fields of a config (or of a cached run's config dict): the cache key of
+    this experiment and of ``benchmarks/finetune_speedup.py``."""
+    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    out = {k: d.get(k) for k in PROTOCOL_FIELDS}
+    # a resolved config (a run.json written since) holds the defaults the cache left implicit
+    if out["max_length"] == 48 and d.get("dataset") == "tweets":
+        out["max_length"] = None
+    if d.get("method") == "lora" and out["head_lr"] == d.get("lr"):
+        out["head_lr"] = None
+    out["warmup_steps"] = out["warmup_steps"] or 0
+    return out
+
+
+def run_folder(overrides: dict, seed: int, base: dict, cache: Path) -> Path:
+    """The cache folder of one run: its label and the hash of its protocol fields."""
     from ..train import FinetuneConfig
 
-    want = FinetuneConfig(**SPEEDUP_BASE, **overrides, seed=seed).to_dict()
+    protocol = protocol_dict(FinetuneConfig(**base, **overrides, seed=seed))
+    key = hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:10]
+    return cache / f"{_label(overrides, seed)}-{key}"
+
+
+def find_cached(overrides: dict, seed: int, cache: Path,
+                base: dict | None = None) -> dict | None:
+    """The finished cached run of this configuration (``run.json``'s document), or None: a
+    run matches when its protocol fields (:func:`protocol_dict`) equal the requested ones."""
+    from ..train import FinetuneConfig
+
+    want = protocol_dict(FinetuneConfig(**(base or SPEEDUP_BASE), **overrides, seed=seed))
     label = _label(overrides, seed)
     for done in sorted(cache.glob(f"{label}-*/run.json")) if cache.is_dir() else []:
         doc = json.loads(done.read_text())
-        have = doc.get("config") or {}
-        if doc.get("status") in ("ok", "diverged") and all(
-                have[k] == want[k] for k in set(have) & set(want)):
+        if doc.get("status") in ("ok", "diverged") and protocol_dict(doc.get("config") or {}) == want:
             return doc
     return None
 
 
-def cached_run(overrides: dict, seed: int, cache: Path, accelerator=None) -> dict:
+def cached_run(overrides: dict, seed: int, cache: Path, accelerator=None,
+               base: dict | None = None) -> dict:
     """One run of the protocol: read from ``cache`` when :func:`find_cached` finds it,
     trained and cached otherwise (resuming its checkpoint; folder names as the benchmark's)."""
     from ..train import FinetuneConfig, finetune
 
-    doc = find_cached(overrides, seed, cache)
+    base = base or SPEEDUP_BASE
+    doc = find_cached(overrides, seed, cache, base)
     if doc is not None:
         return doc
-    cfg = FinetuneConfig(**SPEEDUP_BASE, **overrides, seed=seed)
-    want = cfg.to_dict()
-    label = _label(overrides, seed)
-    key = hashlib.sha1(json.dumps(want, sort_keys=True).encode()).hexdigest()[:10]
-    folder = cache / f"{label}-{key}"
-    result = finetune(cfg, folder, resume=True, quiet=True, accelerator=accelerator)
+    folder = run_folder(overrides, seed, base, cache)
+    result = finetune(FinetuneConfig(**base, **overrides, seed=seed), folder, resume=True,
+                      quiet=True, accelerator=accelerator)
     if result.status == "interrupted":
-        raise RuntimeError(f"loraplus-finetune: run {label} was interrupted; rerun to resume")
+        raise RuntimeError(f"loraplus-finetune: run {folder.name} was interrupted; rerun to resume")
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # keep the cache small
     return json.loads((folder / "run.json").read_text())
 

@@ -70,9 +70,12 @@ from ._bounds import plot_stochastic_pruning as plot_stochastic_pruning  # noqa:
 __all__ += ["plot_bound_vs_test", "plot_stochastic_pruning"]
 from ._lgi import plot_lgi_bound as plot_lgi_bound  # noqa: E402
 from ._lgi import plot_lgi_fits as plot_lgi_fits  # noqa: E402
+
 __all__ += ["plot_lgi_bound", "plot_lgi_fits"]
 from ._data import plot_liprune_accuracy as plot_liprune_accuracy  # noqa: E402
+
 __all__ += ["plot_liprune_accuracy"]
 from ._lora_width import plot_loraplus_width as plot_loraplus_width  # noqa: E402
 from ._lora_width import plot_loraplus_width_curves as plot_loraplus_width_curves  # noqa: E402
+
 __all__ += ["plot_loraplus_width", "plot_loraplus_width_curves"]
