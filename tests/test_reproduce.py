@@ -66,3 +66,23 @@ def test_report_survives_non_finite_spreads(tmp_path):
     doc = run_experiment(exp, tmp_path)
     assert doc["spread"]["gap"]["mean"] is None
     assert "gap: mean n/a" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_report_counts_cpu_of_the_process_and_its_children(tmp_path):
+    """cpu_s covers work done in worker processes: a child that burns 0.3 s of its own CPU
+    time (measured by the child itself, so no clock or load enters) must show up."""
+    import subprocess
+    import sys
+
+    from scalelab.experiments import Experiment, Outcome
+
+    burn = "import time\nwhile time.process_time() < 0.3: pass"
+
+    def run(ctx):
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        return Outcome(result={}, claim_holds=None)
+
+    exp = Experiment(name="t-cpu", description="d", paper="p", claim="c", run=run)
+    doc = run_experiment(exp, tmp_path)
+    assert doc["cpu_s"] >= 0.3
+    assert f"{doc['cpu_s']:.1f} s CPU" in (tmp_path / "REPORT.md").read_text()

@@ -24,6 +24,19 @@ def _machine() -> str:
     return f"{platform.machine()} {platform.system()}, {dev}, {threads} torch threads"
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished child processes."""
+    total = time.process_time()
+    try:
+        import resource
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += kids.ru_utime + kids.ru_stime
+    except ImportError:  # pragma: no cover - not POSIX
+        pass
+    return total
+
+
 def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool = False,
                    seed: int = 0) -> dict[str, Any]:
     """Run one registered experiment; write ``result.json``, figures and ``REPORT.md``.
@@ -36,9 +49,9 @@ def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool =
         raise ValueError(f"--out must be a directory, got a file: {str(out)!r}")
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     outcome = exp.run(Context(out_dir=out, quick=quick, seed=seed))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     missing = [f for f in outcome.figures if not (out / f).is_file()]
     if missing:
         raise RuntimeError(f"experiment {exp.name!r} did not write its figures: {missing}")
@@ -58,6 +71,7 @@ def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool =
         "indicative": indicative,
         "spread": to_jsonable(outcome.spread),
         "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
         "machine": _machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "figures": outcome.figures,
@@ -116,7 +130,8 @@ def _report_md(exp: Experiment, outcome, doc: dict[str, Any]) -> str:
         outcome.ran or "(not stated)",
         "",
         f"Mode: {'quick' if doc['quick'] else 'full'}; seeds {', '.join(map(str, doc['seeds']))}; "
-        f"{doc['wall_s']:.1f} s on {doc['machine']} ({doc['date']}).",
+        f"{doc['wall_s']:.1f} s wall, {doc['cpu_s']:.1f} s CPU on {doc['machine']} "
+        f"({doc['date']}).",
         "",
         "## What came out",
         outcome.observed or "(not stated)",
