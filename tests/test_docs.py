@@ -11,6 +11,7 @@ DOCS = ["bounds", "covariance", "diagnostics", "eoc", "pruning", "reproductions_
         "../README"]
 DOCS += ["kernels"]
 DOCS += ["generalisation"]
+DOCS += ["design", "methods"]
 
 CASES = [
     pytest.param(name, i, id=f"{name.strip('./')}-{i}", marks=[pytest.mark.slow] if name in SLOW else [])

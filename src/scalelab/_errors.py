@@ -1,6 +1,6 @@
 """Error and warning types, and the one-line argument checks every layer shares.
 
-DESIGN.md's convention: bad values raise ``ValueError`` (a subclass is fine) whose message
+docs/design.md, Conventions: bad values raise ``ValueError`` (a subclass is fine) whose message
 names the argument, the value and what is allowed. The CLI turns it into one line on stderr
 and exit status 2.
 """

@@ -24,7 +24,7 @@ def seed_everything(seed: int) -> None:
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, numpy scalars/arrays and non-finite floats to plain JSON values.
 
-    ``inf``/``nan`` become ``None`` (``null``), as DESIGN.md asks for the depth scales.
+    ``inf``/``nan`` become ``None`` (``null``), as docs/design.md, Conventions asks (depth scales).
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

@@ -2,7 +2,7 @@
 
 Each group of commands lives in its own module here and registers itself on :data:`app`
 through a ``register(app)`` function; :func:`main` turns ``ValueError`` and
-``FileNotFoundError`` into one line on stderr and exit status 2 (DESIGN.md's convention).
+``FileNotFoundError`` into one line on stderr and exit status 2 (docs/design.md, Conventions).
 Command modules import heavy libraries inside the commands, so ``--help`` stays fast.
 """
 

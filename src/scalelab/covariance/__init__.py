@@ -1,6 +1,6 @@
 """Covariance cleaning: top-eigenvalue bias correction and correlation-matrix denoising.
 
-The two Bloomberg technical reports of 2017 (METHODS.md section 13): the sample top
+The two Bloomberg technical reports of 2017 (docs/methods.md, Covariance cleaning): the sample top
 eigenvalue overestimates the population one (BBP relation, :func:`debias_top_eigenvalue`
 inverts it), and a denoising autoencoder can clean a noisy correlation matrix
 (:class:`DenoisingAutoencoderCleaner`), compared with the classic cleaners behind

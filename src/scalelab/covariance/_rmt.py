@@ -1,9 +1,9 @@
 """Random-matrix facts for sample covariance matrices: Marchenko-Pastur and the BBP spike.
 
-Setting (METHODS.md section 13): N variables, T samples, q = N / T, population covariance
-the identity plus at most a few spikes. Sample eigenvalues of pure noise fill the
-Marchenko-Pastur bulk [(1 - sqrt q)^2, (1 + sqrt q)^2]; a population spike l above the
-Baik-Ben Arous-Peche threshold 1 + sqrt q pops out of the bulk at
+Setting (docs/methods.md, Covariance cleaning): N variables, T samples, q = N / T, population
+covariance the identity plus at most a few spikes. Sample eigenvalues of pure noise fill the
+Marchenko-Pastur bulk [(1 - sqrt q)^2, (1 + sqrt q)^2]; a population spike l above the Baik-Ben
+Arous-Peche threshold 1 + sqrt q pops out of the bulk at
 
     lambda = l (1 + q / (l - 1))     (> l: the sample overestimates the spike),
 

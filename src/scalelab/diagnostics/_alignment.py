@@ -270,7 +270,7 @@ def layer_alignment(model: nn.Module, x, y, **kwargs) -> list[float]:
         One float in [-1, 1] per module that owns trainable parameters (weight and bias
         together), in forward order (NaN where the centred kernel is zero).
 
-    arXiv 2110.11749 (METHODS.md section 9).
+    arXiv 2110.11749 (docs/methods.md, Signal propagation diagnostics).
     """
     n = as_batch(check_model(model), x).shape[0]
     targets = label_matrix(y, n)

@@ -57,7 +57,7 @@ def depth_mup_param_groups(model, *, lr: float, depth: int, base_depth: int = 1,
         optimizer: ``"adam"`` (block lr ``lr / sqrt(L/base_depth)``) or ``"sgd"`` (no factor).
         eps: Adam's epsilon for the non-block groups.
         scale_eps: Adam only — block weights get ``eps / sqrt(L/base_depth)``
-            (interpretation, lower confidence, METHODS.md section 5); False keeps ``eps``.
+            (interpretation, lower confidence: docs/methods.md, Depth-µP); False keeps ``eps``.
         weight_decay: base weight decay (mup's width rule scales it like the lr's inverse).
         width: ``"auto"`` applies mup's width rule when every trainable parameter has an
             ``infshape`` (set by ``mup.set_base_shapes``) and none when no parameter has one;

@@ -7,7 +7,7 @@ surviving incoming weights by ``rho_i = sqrt(sum_j W_ij^2 / sum_j m_ij W_ij^2)``
 their squared norm regains its dense value.
 
 Paper: Hayou et al., "Robust Pruning at Initialization", arXiv 2002.08797. The exact constant
-is our interpretation (METHODS.md section 7): the paper rescales so the pruned layer keeps
+is our interpretation (docs/methods.md, Pruning at initialisation): the paper rescales to keep
 the variance of the dense one; we restore each neuron's own dense squared norm, recorded at
 pruning, which is exact rather than in expectation. The "in expectation" variant is
 ``mode="expectation"``.
@@ -71,7 +71,8 @@ def rescale_to_eoc_(model: nn.Module, *, mode: str = "exact",
     Returns:
         ``{layer name: LayerRescale}`` (factor range and dead neurons) for each pruned layer.
 
-    Paper: arXiv 2002.08797 (rescaling trick; exact constant: interpretation, METHODS.md 7).
+    Paper: arXiv 2002.08797 (rescaling trick; exact constant: interpretation,
+    docs/methods.md, Pruning at initialisation).
     """
     check_choice("mode", mode, RESCALE_MODES)
     if sigma_w is not None:

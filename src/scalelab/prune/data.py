@@ -89,9 +89,10 @@ def select_subset(scores: Sequence[float] | np.ndarray, keep: float | int, metho
             ``alpha = 0`` is pure score-based selection, ``alpha = 1`` is random pruning.
         seed: seed of the random draws; same seed, same subset.
 
-    Interpretation (METHODS.md section 10; the paper, arXiv 2302.06960, does not spell it
-    out): with budget k, ``round(alpha k)`` examples are random and ``k - round(alpha k)`` by
-    score. The score part is taken first (the best-scored ``k - round(alpha k)``), then the
+    Interpretation (docs/methods.md, Data pruning and LiPrune; the paper, arXiv 2302.06960,
+    does not spell it out): with budget k, ``round(alpha k)`` examples are random and
+    ``k - round(alpha k)`` by score. The score part is taken first (the best-scored
+    ``k - round(alpha k)``), then the
     random part is drawn uniformly from all the examples left. The draw depends only on the
     set left, so ``alpha = 1`` gives exactly ``method="random"`` with the same seed. Ties in
     score are broken by index (lower first).
