@@ -77,7 +77,7 @@ def prune_cmd(
     from .._errors import ScalelabWarning, check_choice, check_int
     from .._utils import seed_everything, to_jsonable
     from ..data import load_digits
-    from ..experiments.pruning_at_init import MODEL_FAMILIES, build_model
+    from ..nn import MODEL_FAMILIES, build_model
     from ..prune import prune_at_init
 
     check_choice("--model", model, MODEL_FAMILIES)

@@ -7,6 +7,7 @@ kernels (:mod:`.activations`, :mod:`.closed_forms`), the variance and correlatio
 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
+from .activations import activation_names as activation_names
 from .activations import as_activation as as_activation
 from .activations import from_callable as from_callable
 from .activations import get_activation as get_activation
@@ -36,7 +37,7 @@ from .maps import variance_map_slope as variance_map_slope
 
 __all__ = [
     "ACTIVATIONS", "Activation", "ConvergenceRate", "EOCPoint", "FixedPoint", "PhaseDiagram",
-    "as_activation", "chi1", "convergence_rate", "correlation_fixed_point",
+    "activation_names", "as_activation", "chi1", "convergence_rate", "correlation_fixed_point",
     "correlation_gap_map", "correlation_map", "correlation_map_slope", "default_sigma_b",
     "depth_scales", "edge_of_chaos", "eoc_curve", "expect", "expect2", "expect_pair",
     "fixed_point", "fixed_points", "from_callable", "get_activation", "phase", "phase_diagram",
