@@ -40,3 +40,6 @@ from .reference import MODEL_FAMILIES as MODEL_FAMILIES
 from .reference import build_model as build_model
 from .reference import reference_mlp as reference_mlp
 from .reference import reference_model as reference_model
+from .tensors import model_device as model_device
+from .tensors import model_dtype as model_dtype
+from .tensors import xy_tensors as xy_tensors
