@@ -16,8 +16,8 @@ from scalelab.diagnostics import (
     layer_tangent_kernels,
     output_field,
     propagation_profile,
-    reference_mlp,
 )
+from scalelab.nn import reference_mlp
 from scalelab.theory import correlation_map, edge_of_chaos, nngp_kernels, variance_map
 
 

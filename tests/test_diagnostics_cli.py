@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from scalelab.cli import main
-from scalelab.diagnostics import from_torchscript, load_state_dict_file, reference_model
+from scalelab.diagnostics import from_torchscript, load_state_dict_file
+from scalelab.nn import reference_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-_ACT_HELP = ("Activation: relu, leaky_relu, tanh, elu, selu, gelu, gelu_tanh, silu (swish), "
-             "softplus, sigmoid, erf, linear, abs.")
+from ..theory import activation_names
+
+_ACT_HELP = f"Activation: {activation_names()}."
 _PARAM_HELP = "Activation parameter KEY=VALUE, e.g. --param alpha=0.5 (elu), slope=0.2 (leaky_relu)."
 
 
@@ -46,11 +47,11 @@ def eoc(
     chi1 there (1 on the EOC), whether q* attracts, and the depth scales xi_q, xi_c.
     """
     from .._utils import to_jsonable
-    from ..theory import default_sigma_b, depth_scales, edge_of_chaos
+    from ..theory import depth_scales, edge_of_chaos
 
     a = _activation(act, param)
-    pt = edge_of_chaos(a, default_sigma_b(a) if sigma_b is None else sigma_b)
-    xi_q, xi_c = depth_scales(a, pt.sigma_w, pt.sigma_b, q=1.0 if pt.q is None else pt.q)
+    pt = edge_of_chaos(a, sigma_b)  # sigma_b=None: edge_of_chaos applies default_sigma_b
+    xi_q, xi_c = depth_scales(a, pt.sigma_w, pt.sigma_b, q=pt.q_eval)
     record = {"activation": a.name, "sigma_b": pt.sigma_b, "sigma_w": pt.sigma_w, "q": pt.q,
               "chi1": pt.chi1, "stable": pt.stable, "xi_q": xi_q, "xi_c": xi_c}
     if plot is not None:
@@ -104,19 +105,14 @@ def phase(
 
     from .._errors import check_int, check_positive
     from .._utils import to_jsonable
-    from ..theory import chi1, fixed_points, phase_diagram
-    from ..theory import phase as phase_of
+    from ..theory import phase_diagram, phase_point
 
     a = _activation(act, param)
     if (sigma_w is None) != (sigma_b is None):
         raise ValueError("--sigma-w and --sigma-b go together (to classify one point)")
     if sigma_w is not None:
-        ph = phase_of(a, sigma_w, sigma_b)
-        q = float(fixed_points(a, sigma_w, sigma_b))
-        c1 = float(chi1(a, sigma_w, sigma_b, q)) if np.isfinite(q) else None
-        rec = {"activation": a.name, "sigma_w": sigma_w, "sigma_b": sigma_b, "q": q,
-               "chi1": c1, "phase": ph}
-        typer.echo(json.dumps(to_jsonable(rec)) if as_json else ph)
+        pt = phase_point(a, sigma_w, sigma_b)
+        typer.echo(json.dumps(to_jsonable(pt)) if as_json else pt.phase)
         return
     check_positive("--sigma-b-max", sigma_b_max)
     check_positive("--sigma-w-max", sigma_w_max)

@@ -71,8 +71,11 @@ def ntk(
                              "with 1/sqrt(L) branches)")
         prof = resnet_profile(a, depths, X, progress=bar)
     else:
-        sb = default_sigma_b(a) if sigma_b is None else sigma_b
-        sw = edge_of_chaos(a, sb).sigma_w if sigma_w is None else sigma_w
+        if sigma_w is None:  # on the EOC; sigma_b=None: edge_of_chaos applies the default
+            pt = edge_of_chaos(a, sigma_b)
+            sw, sb = pt.sigma_w, pt.sigma_b
+        else:  # the user's sigma_w, off the EOC: only the bias default is needed
+            sw, sb = sigma_w, default_sigma_b(a) if sigma_b is None else sigma_b
         prof = ntk_depth_profile(a, sw, sb, depths, X, progress=bar)
     if plot is not None:
         from ..plots import plot_ntk_depth_profile

@@ -7,6 +7,8 @@ import warnings
 
 import typer
 
+from ..theory import activation_names
+
 _HELP = "\n\n".join([
     "Prune a reference model at initialisation and print what happened (arXiv 2002.08797).",
     "Builds the model (--model mlp: a deep MLP with --init eoc|standard; resnet: a residual "
@@ -34,8 +36,8 @@ def prune_cmd(
                               "conv-resnet."),
     depth: int = typer.Option(20, "--depth", help="Hidden layers (mlp) or residual blocks."),
     width: int = typer.Option(128, "--width", help="Hidden width / channels."),
-    act: str = typer.Option(None, "--act", help="Activation (default tanh for mlp, relu for "
-                            "the ResNets)."),
+    act: str = typer.Option(None, "--act", help=f"Activation: {activation_names()} (default "
+                            "tanh for mlp, relu for the ResNets)."),
     init: str = typer.Option("eoc", "--init", help="mlp only: eoc (Edge of Chaos) or standard "
                              "(PyTorch default)."),
     mode: str = typer.Option("stable", "--mode", help="ResNets only: stable (1/sqrt(L) "
@@ -77,7 +79,7 @@ def prune_cmd(
     from .._errors import ScalelabWarning, check_choice, check_int
     from .._utils import seed_everything, to_jsonable
     from ..data import load_digits
-    from ..experiments.pruning_at_init import MODEL_FAMILIES, build_model
+    from ..nn import MODEL_FAMILIES, build_model
     from ..prune import prune_at_init
 
     check_choice("--model", model, MODEL_FAMILIES)

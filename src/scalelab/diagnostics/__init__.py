@@ -6,7 +6,9 @@
   (arXiv 2110.11749); :func:`layer_tangent_kernels` gives the kernels themselves.
 - :func:`empirical_ntk` — the finite-width neural tangent kernel ``J J^T`` (torch.func).
 - :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
-- :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
+- :func:`from_torchscript` / :func:`load_state_dict_file` — a user's model for ``scalelab
+  diagnose``; the reference models are :func:`scalelab.nn.reference_model` (still importable
+  from here as aliases).
 - :func:`lojasiewicz_fit` / :func:`lgi_bound` / :class:`LGIRecorder` — the uniform Lojasiewicz
   gradient inequality along a training path and its generalisation bound (arXiv 2202.10670).
 
@@ -26,8 +28,8 @@ from ._lojasiewicz import lojasiewicz_fit as lojasiewicz_fit
 from ._lojasiewicz import read_trajectory as read_trajectory
 from ._models import from_torchscript as from_torchscript
 from ._models import load_state_dict_file as load_state_dict_file
-from ._models import reference_mlp as reference_mlp
-from ._models import reference_model as reference_model
+from ._models import reference_mlp as reference_mlp  # alias of scalelab.nn.reference_mlp
+from ._models import reference_model as reference_model  # alias of scalelab.nn.reference_model
 from ._profile import DEFAULT_LAYER_TYPES as DEFAULT_LAYER_TYPES
 from ._profile import LayerStats as LayerStats
 from ._profile import kernel_summary as kernel_summary

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .._errors import check_int
+from ..nn import model_device, model_dtype
 from ._utils import check_model, eval_mode, first_tensor
 
 
@@ -38,9 +39,7 @@ def output_field(model: nn.Module, resolution: int = 64, *, output_index: int = 
     resolution = check_int("resolution", resolution, minimum=2)
     output_index = check_int("output_index", output_index, minimum=0)
     batch_size = check_int("batch_size", batch_size)
-    p = next(iter(model.parameters()), None)
-    dtype = p.dtype if p is not None else torch.get_default_dtype()
-    device = p.device if p is not None else torch.device("cpu")
+    dtype, device = model_dtype(model), model_device(model)
     g = torch.linspace(0.0, 1.0, resolution, dtype=torch.float64)
     tt, ss = torch.meshgrid(g, g, indexing="ij")  # rows: t (second coordinate)
     st = torch.stack([ss.reshape(-1), tt.reshape(-1)], dim=1)  # (R*R, 2)

@@ -202,17 +202,17 @@ def lgi_bound(n: int, c: float, theta: float, *, width: int | None = None) -> fl
 
 def _xy(data):
     """``(x, y)`` tensors from an ``(x, y)`` pair or an ArrayDataset's training split."""
-    import torch
+    from ..nn import xy_tensors
 
-    if hasattr(data, "x_train") and hasattr(data, "y_train"):
-        return data.x_train, data.y_train
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (t if torch.is_tensor(t) else torch.as_tensor(np.asarray(t)) for t in data)
-        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(f"data must be (x, y) with the same number (>= 1) of rows, got "
-                             f"{tuple(x.shape)} and {tuple(y.shape)}")
-        return x, y
-    raise ValueError(f"data must be an (x, y) pair or an ArrayDataset, got {type(data).__name__}")
+    xy = xy_tensors(data)
+    if xy is None:
+        raise ValueError(f"data must be an (x, y) pair or an ArrayDataset, got "
+                         f"{type(data).__name__}")
+    x, y = xy
+    if not hasattr(data, "x_train") and (x.shape[0] != y.shape[0] or x.shape[0] == 0):
+        raise ValueError(f"data must be (x, y) with the same number (>= 1) of rows, got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
 
 
 def _params(model, params) -> list:

@@ -1,4 +1,5 @@
-"""The models ``scalelab diagnose`` looks at: reference MLPs / ResNets, and a user's saved model.
+"""A user's saved model for ``scalelab diagnose`` (the reference MLPs / ResNets live in
+:mod:`scalelab.nn.reference`; ``reference_mlp`` / ``reference_model`` here are aliases).
 
 A user's model arrives either as a ``state_dict`` for a reference architecture (loaded with
 ``torch.load(..., weights_only=True)``: tensors only, no code runs) or as a TorchScript file.
@@ -17,50 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._errors import check_choice, check_int
-
-REFERENCE_MODELS = ("mlp", "resnet")
-INITS = ("eoc", "standard")
-
-
-def reference_mlp(in_dim: int, width: int, depth: int, out_dim: int, act: str = "tanh",
-                  init: str = "eoc", sigma_b: float | None = None) -> nn.Sequential:
-    """``Linear(in, width) -> act -> [Linear(width, width) -> act] x (depth - 1) -> Linear(width, out)``.
-
-    ``depth`` is the number of hidden layers. ``init="eoc"``: every Linear on the Edge of
-    Chaos (:func:`scalelab.nn.init_eoc_`, weights N(0, sigma_w^2 / fan_in), biases
-    N(0, sigma_b^2), sigma_b default :func:`scalelab.theory.default_sigma_b`);
-    ``init="standard"``: PyTorch's default init (U(+-1/sqrt(fan_in)): sigma_w^2 = 1/3, an
-    ordered-phase init for tanh). arXiv 1902.06853.
-    """
-    from ..nn import activation_module, init_eoc_
-
-    in_dim, width, depth, out_dim = (check_int(n, v) for n, v in (
-        ("in_dim", in_dim), ("width", width), ("depth", depth), ("out_dim", out_dim)))
-    check_choice("init", init, INITS)
-    mods: list[nn.Module] = []
-    fan_in = in_dim
-    for _ in range(depth):
-        mods += [nn.Linear(fan_in, width), activation_module(act)]
-        fan_in = width
-    model = nn.Sequential(*mods, nn.Linear(width, out_dim))
-    if init == "eoc":
-        init_eoc_(model, act, sigma_b)
-    return model
-
-
-def reference_model(kind: str, in_dim: int, width: int, depth: int, out_dim: int, *,
-                    act: str = "tanh", init: str = "eoc", sigma_b: float | None = None,
-                    mode: str = "stable") -> nn.Module:
-    """``kind="mlp"``: :func:`reference_mlp`; ``kind="resnet"``: a
-    :class:`scalelab.nn.ResidualMLP` with ``depth`` blocks and branch scales ``mode``
-    (``init``/``sigma_b`` apply to the MLP only)."""
-    check_choice("model", kind, REFERENCE_MODELS)
-    if kind == "mlp":
-        return reference_mlp(in_dim, width, depth, out_dim, act, init, sigma_b)
-    from ..nn import ResidualMLP
-
-    return ResidualMLP(in_dim, width, depth, out_dim, mode=mode, act=act)
+from ..nn.reference import INITS as INITS  # aliases: the home is scalelab.nn.reference
+from ..nn.reference import REFERENCE_MODELS as REFERENCE_MODELS
+from ..nn.reference import reference_mlp as reference_mlp
+from ..nn.reference import reference_model as reference_model
 
 
 def load_state_dict_file(model: nn.Module, path: str | Path) -> nn.Module:

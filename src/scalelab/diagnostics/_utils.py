@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..nn import model_device, model_dtype
+
 
 def check_model(model) -> nn.Module:
     if not isinstance(model, nn.Module):
@@ -30,11 +32,11 @@ def as_batch(model: nn.Module, x, name: str = "x") -> torch.Tensor:
     if x.dim() < 1 or x.shape[0] < 1:
         raise ValueError(f"{name} must have a batch dimension with >= 1 example, got shape "
                          f"{tuple(x.shape)}")
-    p = next(iter(model.parameters()), None)
-    if p is not None:
-        x = x.to(p.device)
+    device = model_device(model, default=None)
+    if device is not None:  # a model without parameters takes x where it is
+        x = x.to(device)
         if x.is_floating_point():
-            x = x.to(p.dtype)
+            x = x.to(model_dtype(model))
     if x.is_floating_point() and not torch.all(torch.isfinite(x)):
         raise ValueError(f"{name} must contain only finite numbers, got nan or inf")
     return x

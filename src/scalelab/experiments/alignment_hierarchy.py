@@ -64,7 +64,8 @@ def run(ctx: Context) -> Outcome:
     import torch
 
     from ..data import load_digits
-    from ..diagnostics import layer_alignment, reference_mlp
+    from ..diagnostics import layer_alignment
+    from ..nn import reference_mlp
     from ..plots import plot_alignment
     from ..train import train_classifier
 

@@ -38,7 +38,7 @@ def _iterate(act: str, sigma_b, depth: int) -> tuple[np.ndarray, object]:
     from ..theory import convergence_rate, correlation_gap_map, edge_of_chaos
 
     pt = edge_of_chaos(act, sigma_b)
-    q = 1.0 if pt.q is None else pt.q
+    q = pt.q_eval
     gaps, g = [], 1.0 - 0.5  # start from c_0 = 0.5
     for _ in range(depth):
         g = correlation_gap_map(act, pt.sigma_w, pt.sigma_b, q, g)

@@ -82,41 +82,14 @@ def _sizes(quick: bool) -> dict:
                 lr=1e-3, score_batch=256, synflow_rounds=100, seeds=3)
 
 
-MODEL_FAMILIES = ("mlp", "resnet", "conv-resnet")
+def __getattr__(name: str):
+    """``build_model`` / ``MODEL_FAMILIES``: aliases of :mod:`scalelab.nn.reference`'s (their
+    home), resolved lazily so importing the experiment does not import torch."""
+    if name in ("build_model", "MODEL_FAMILIES"):
+        from ..nn import reference
 
-
-def build_model(family: str, in_dim: int, num_classes: int, *, depth: int, width: int,
-                init: str = "eoc", act: str = "tanh", seed: int = 0,
-                image_shape: tuple[int, int, int] | None = None):
-    """A reference model for pruning, with weights drawn from ``seed``.
-
-    Args:
-        family: ``"mlp"``: :func:`scalelab.diagnostics.reference_mlp` (``depth`` hidden
-            layers, so ``depth + 1`` Linear layers); ``init`` is ``"eoc"`` (Edge of Chaos) or
-            ``"standard"`` (PyTorch's default Linear init, sigma_w^2 = 1/3). ``"resnet"``: a
-            :class:`~scalelab.nn.ResidualMLP` with ``depth`` blocks, and ``"conv-resnet"``: a
-            :class:`~scalelab.nn.ConvResNet` on flat images of ``image_shape`` (C, H, W);
-            for both, ``init`` is the branch scaling, ``"stable"`` (1/sqrt(L), Stable
-            ResNet) or ``"standard"`` (1).
-        act: activation name.
-    """
-    import torch
-
-    from .._errors import check_choice
-    from ..diagnostics import reference_model
-    from ..nn import ConvResNet
-
-    check_choice("model", family, MODEL_FAMILIES)
-    torch.manual_seed(seed)
-    if family == "mlp":
-        return reference_model("mlp", in_dim, width, depth, num_classes, act=act, init=init)
-    check_choice("init", init, ("stable", "standard"))
-    if family == "resnet":
-        return reference_model("resnet", in_dim, width, depth, num_classes, act=act, mode=init)
-    if image_shape is None:
-        raise ValueError("model 'conv-resnet' needs image_shape=(C, H, W), got None")
-    return ConvResNet(image_shape[0], width, depth, num_classes, mode=init, act=act,
-                      image_shape=image_shape)
+        return getattr(reference, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _train(model, data, sz, seed) -> dict:
@@ -131,6 +104,7 @@ def _train(model, data, sz, seed) -> dict:
 
 def _one(config, sparsity, data, batch, sz, seed) -> dict:
     from .._errors import ScalelabWarning
+    from ..nn import build_model
     from ..prune import prune_at_init
 
     label, family, init, method, rescale, _ = config
@@ -150,6 +124,8 @@ def _one(config, sparsity, data, batch, sz, seed) -> dict:
 
 
 def _dense(family, label, init, data, sz, seed) -> dict:
+    from ..nn import build_model
+
     model = build_model(family, data.input_dim, data.num_classes, init=init, seed=seed,
                         act="tanh" if family == "mlp" else "relu", **sz[family])
     rec = {"config": label, "family": family, "init": init, "method": "dense", "rescale": False,

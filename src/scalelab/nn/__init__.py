@@ -1,6 +1,7 @@
 """scalelab.nn."""
 
 # Residual scaling, stochastic depth, Depth-µP (issue 5).
+from .activations import activation_module as activation_module
 from .depth_mup import depth_mup_optimizer as depth_mup_optimizer
 from .depth_mup import depth_mup_param_groups as depth_mup_param_groups
 from .drop_path import DropPath as DropPath
@@ -15,7 +16,6 @@ from .lm_loss import scored_causal_lm_loss as scored_causal_lm_loss
 from .lm_loss import unfused_reason as unfused_reason
 from .models import ConvResNet as ConvResNet
 from .models import ResidualMLP as ResidualMLP
-from .models import activation_module as activation_module
 from .residual import ScaledResidual as ScaledResidual
 from .residual import block_controller as block_controller
 from .residual import branch_scales as branch_scales
@@ -31,3 +31,15 @@ from .kernels import torch_nngp_kernel as torch_nngp_kernel
 from .models import NTKMLP as NTKMLP
 from .models import NTKLinear as NTKLinear
 from .models import NTKResidualMLP as NTKResidualMLP
+
+# isort: split
+# One home for the activation table and the reference models (issue 21).
+from .activations import TORCH_ACTIVATIONS as TORCH_ACTIVATIONS
+from .activations import module_activation as module_activation
+from .reference import MODEL_FAMILIES as MODEL_FAMILIES
+from .reference import build_model as build_model
+from .reference import reference_mlp as reference_mlp
+from .reference import reference_model as reference_model
+from .tensors import model_device as model_device
+from .tensors import model_dtype as model_dtype
+from .tensors import xy_tensors as xy_tensors

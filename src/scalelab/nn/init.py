@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .._errors import ScalelabWarning, check_positive
-from ..theory import EOCPoint, as_activation, default_sigma_b, edge_of_chaos, get_activation
+from ..theory import EOCPoint, as_activation, edge_of_chaos
+from .activations import module_activation
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
            nn.ConvTranspose3d)
@@ -23,7 +24,7 @@ _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.Co
 
 def _eoc_point(act, sigma_b: float | None) -> EOCPoint:
     a = as_activation(act)
-    pt = edge_of_chaos(a, default_sigma_b(a) if sigma_b is None else sigma_b)
+    pt = edge_of_chaos(a, sigma_b)  # sigma_b=None: edge_of_chaos applies default_sigma_b
     if not pt.stable:
         warnings.warn(f"the EOC point of {a.name!r} at sigma_b={pt.sigma_b} repels (q*={pt.q:.4g}"
                       f" is an unstable fixed point): variances drift off the EOC with depth; "
@@ -61,8 +62,9 @@ def detect_activation(model: nn.Module):
     or several (activations applied functionally in ``forward`` cannot be seen)."""
     found: dict[str, object] = {}
     for m in model.modules():
-        act = _module_activation(m)
-        if act is not None:
+        act = module_activation(m)
+        # nn.Identity ("linear") is a placeholder in most models, not the activation
+        if act is not None and act.name != "linear":
             found.setdefault(repr(act), act)
     if len(found) == 1:
         return next(iter(found.values()))
@@ -72,26 +74,6 @@ def detect_activation(model: nn.Module):
                          "applied in forward() is invisible): pass act=")
     raise ValueError(f"init_eoc_: the model uses several activations ({', '.join(found)}): "
                      f"pass act=")
-
-
-def _module_activation(m: nn.Module):
-    simple = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.SiLU: "silu", nn.SELU: "selu",
-              nn.Sigmoid: "sigmoid"}
-    for cls, name in simple.items():
-        if type(m) is cls:
-            return get_activation(name)
-    if type(m) is nn.GELU:
-        return get_activation("gelu_tanh" if m.approximate == "tanh" else "gelu")
-    if type(m) is nn.ELU:
-        return get_activation("elu", alpha=m.alpha)
-    if type(m) is nn.LeakyReLU:
-        return get_activation("leaky_relu", slope=m.negative_slope)
-    if type(m) is nn.Softplus:
-        return get_activation("softplus", beta=m.beta)
-    fn = getattr(m, "fn", None)  # a thin wrapper module around torch.erf / torch.abs
-    if fn is torch.erf or fn is torch.abs:
-        return get_activation("erf" if fn is torch.erf else "abs")
-    return None
 
 
 def init_eoc_(model: nn.Module, act=None, sigma_b: float | None = None, *,

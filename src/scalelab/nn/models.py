@@ -15,61 +15,15 @@ Papers: arXiv 2010.12859, arXiv 2310.02244, arXiv 2302.00453 (initialisation con
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
 from .._errors import check_fraction, check_int, check_positive
+from .activations import activation_module as activation_module  # its home: .activations
 from .residual import ScaledResidual, _per_block, branch_scales
-
-_ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU("tanh"),
-    "silu": nn.SiLU, "swish": nn.SiLU, "elu": lambda alpha=1.0: nn.ELU(alpha), "selu": nn.SELU,
-    "leaky_relu": lambda slope=0.01: nn.LeakyReLU(slope),
-    "softplus": lambda beta=1.0: nn.Softplus(beta), "sigmoid": nn.Sigmoid,
-    "linear": nn.Identity, "abs": lambda: _Lambda(torch.abs), "erf": lambda: _Lambda(torch.erf),
-}
-
-
-class _Lambda(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return getattr(self.fn, "__name__", repr(self.fn))
-
-
-def activation_module(act) -> nn.Module:
-    """A fresh torch module for ``act``.
-
-    ``act`` may be a name (relu, tanh, gelu, gelu_tanh, silu/swish, elu, selu, leaky_relu,
-    softplus, sigmoid, linear, abs, erf), an ``Activation`` from
-    :func:`scalelab.theory.get_activation` (its numpy functions are replaced by the torch
-    activation of the same name and parameters), an ``nn.Module`` (used as is), or a callable
-    on torch tensors.
-    """
-    if isinstance(act, str):
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"act must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
-                             f"a module or a callable; got {act!r}")
-        return _ACTIVATIONS[act]()
-    if isinstance(act, nn.Module):
-        return act
-    name = getattr(act, "name", None)
-    if isinstance(name, str) and hasattr(act, "d1"):  # scalelab.theory.Activation (numpy)
-        if name not in _ACTIVATIONS:
-            raise ValueError(f"act {act!r} has no torch counterpart; pass a torch module or a "
-                             "callable on tensors")
-        return _ACTIVATIONS[name](**dict(getattr(act, "params", ())))
-    if callable(act):
-        return _Lambda(act)
-    raise ValueError(f"act must be an activation name, a module or a callable, got {act!r}")
 
 
 def _default_sigma_w(act) -> float:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._errors import check_positive
+from ..nn import model_device
 from ._layers import is_masked, prunable_layers
 from ._registry import DATA_HELP as DATA_HELP
 from ._registry import LossFn as LossFn
@@ -45,11 +46,6 @@ def iter_batches(data, device: torch.device | None = None) -> Iterator[tuple[tor
         yield (x.to(device), y.to(device)) if device is not None else (x, y)
     if count == 0:
         raise ValueError(f"data must be {DATA_HELP}; it held no batch")
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -121,7 +117,7 @@ def snip_scores(model: nn.Module, data, loss_fn: LossFn | None = None) -> dict[s
     loss_fn = loss_fn or nn.functional.cross_entropy
     names, weights = _unmasked_weights(model, "snip")
     with _differentiable(weights):
-        grads = _mean_gradient(model, weights, iter_batches(data, _device(model)), loss_fn)
+        grads = _mean_gradient(model, weights, iter_batches(data, model_device(model)), loss_fn)
     return {n: (w.detach() * g).abs() for n, w, g in zip(names, weights, grads, strict=True)}
 
 
@@ -144,7 +140,7 @@ def grasp_scores(model: nn.Module, data, loss_fn: LossFn | None = None, *,
     temperature = check_positive("temperature", temperature)
     loss_fn = loss_fn or nn.functional.cross_entropy
     names, weights = _unmasked_weights(model, "grasp")
-    batches = list(iter_batches(data, _device(model)))
+    batches = list(iter_batches(data, model_device(model)))
     with _differentiable(weights):
         g = _mean_gradient(model, weights, batches, loss_fn, temperature)
         hg = [torch.zeros_like(w) for w in weights]

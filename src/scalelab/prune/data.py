@@ -290,11 +290,13 @@ def _as_dataset(data) -> tuple[Any, int | None]:
     import torch
     from torch.utils.data import Dataset, TensorDataset
 
-    if hasattr(data, "x_train") and hasattr(data, "y_train"):
-        return TensorDataset(data.x_train, data.y_train), getattr(data, "num_classes", None)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x = torch.as_tensor(np.asarray(data[0]) if not torch.is_tensor(data[0]) else data[0])
-        y = torch.as_tensor(np.asarray(data[1]) if not torch.is_tensor(data[1]) else data[1])
+    from ..nn import xy_tensors
+
+    xy = xy_tensors(data)
+    if xy is not None and hasattr(data, "x_train"):
+        return TensorDataset(*xy), getattr(data, "num_classes", None)
+    if xy is not None:
+        x, y = xy
         if y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"data must be (X, y) with y 1-D and one label per row of X; "
                              f"got X {tuple(x.shape)}, y {tuple(y.shape)}")
@@ -341,10 +343,11 @@ def _one_run(model, ds, *, epochs: int, lr: float, batch_size: int, seed: int,
              lipschitz: str = "last-layer") -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
+
+    from ..nn import model_device
     n = len(ds)
     g = torch.Generator().manual_seed(seed)
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
+    device = model_device(model)
     history = np.zeros((epochs, n), dtype=bool)
     if epochs:
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)

@@ -7,18 +7,21 @@ kernels (:mod:`.activations`, :mod:`.closed_forms`), the variance and correlatio
 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
+from .activations import activation_names as activation_names
 from .activations import as_activation as as_activation
 from .activations import from_callable as from_callable
 from .activations import get_activation as get_activation
 from .eoc import ConvergenceRate as ConvergenceRate
 from .eoc import EOCPoint as EOCPoint
 from .eoc import PhaseDiagram as PhaseDiagram
+from .eoc import PhasePoint as PhasePoint
 from .eoc import convergence_rate as convergence_rate
 from .eoc import default_sigma_b as default_sigma_b
 from .eoc import edge_of_chaos as edge_of_chaos
 from .eoc import eoc_curve as eoc_curve
 from .eoc import phase as phase
 from .eoc import phase_diagram as phase_diagram
+from .eoc import phase_point as phase_point
 from .gaussian import expect as expect
 from .gaussian import expect2 as expect2
 from .gaussian import expect_pair as expect_pair
@@ -36,11 +39,11 @@ from .maps import variance_map_slope as variance_map_slope
 
 __all__ = [
     "ACTIVATIONS", "Activation", "ConvergenceRate", "EOCPoint", "FixedPoint", "PhaseDiagram",
-    "as_activation", "chi1", "convergence_rate", "correlation_fixed_point",
-    "correlation_gap_map", "correlation_map", "correlation_map_slope", "default_sigma_b",
-    "depth_scales", "edge_of_chaos", "eoc_curve", "expect", "expect2", "expect_pair",
-    "fixed_point", "fixed_points", "from_callable", "get_activation", "phase", "phase_diagram",
-    "variance_map", "variance_map_slope",
+    "PhasePoint", "activation_names", "as_activation", "chi1", "convergence_rate",
+    "correlation_fixed_point", "correlation_gap_map", "correlation_map", "correlation_map_slope",
+    "default_sigma_b", "depth_scales", "edge_of_chaos", "eoc_curve", "expect", "expect2",
+    "expect_pair", "fixed_point", "fixed_points", "from_callable", "get_activation", "phase",
+    "phase_diagram", "phase_point", "variance_map", "variance_map_slope",
 ]
 
 # Kernels: infinite-width MLP (NNGP) and 1/sqrt(L) ResNet covariances (issue 7).

@@ -290,6 +290,19 @@ _BUILDERS: dict[str, tuple[Callable[..., Activation], dict[str, float]]] = {
 ACTIVATIONS: tuple[str, ...] = tuple(_BUILDERS)
 
 
+def activation_names() -> str:
+    """The registered names for help texts, aliases in brackets after their target.
+
+    Returns:
+        ``"relu, leaky_relu, tanh, elu, selu, gelu, gelu_tanh, silu (swish), softplus, ..."``
+        (an alias is a name whose activation carries another registered name).
+    """
+    target = {n: get_activation(n).name for n in ACTIVATIONS}
+    aliases = {n: [k for k in ACTIVATIONS if k != n and target[k] == n] for n in ACTIVATIONS}
+    return ", ".join(n + (f" ({', '.join(aliases[n])})" if aliases[n] else "")
+                     for n in ACTIVATIONS if target[n] == n)
+
+
 def get_activation(name: str, **params) -> Activation:
     """The registered activation ``name`` with parameters (e.g. ``leaky_relu``'s ``slope``).
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._solve import illinois
 from .activations import Activation, as_activation
-from .maps import _attracts, _values, fixed_points
+from .maps import RELU_LIKE_Q, _attracts, _values, fixed_points
 
 #: Default sigma_b of smooth activations; ReLU-like ones use 0. SiLU and GELU get larger
 #: values because their EOC fixed point repels below sigma_b ~ 0.73 and ~ 0.41.
@@ -41,6 +41,26 @@ class EOCPoint:
     q: float | None
     chi1: float
     stable: bool
+
+    @property
+    def q_eval(self) -> float:
+        """The q to evaluate maps at: q*, or :data:`~scalelab.theory.maps.RELU_LIKE_Q` (1.0)
+        for a ReLU-like point (``q`` is None: every q is a fixed point, nothing depends on q)."""
+        return RELU_LIKE_Q if self.q is None else self.q
+
+
+@dataclass(frozen=True)
+class PhasePoint:
+    """One (sigma_w, sigma_b) classified: the fixed point q* reached from q0 = 1 (NaN where the
+    variance diverges), chi1 there (for ReLU-like activations at any q: it does not depend on
+    q; NaN where a smooth activation's variance diverges) and the phase that chi1 decides."""
+
+    activation: str
+    sigma_w: float
+    sigma_b: float
+    q: float
+    chi1: float
+    phase: str
 
 
 @dataclass(frozen=True)
@@ -174,23 +194,44 @@ def eoc_curve(act, sigma_bs, *, skip_missing: bool = False) -> list[EOCPoint]:
     return out
 
 
+def phase_point(act, sigma_w: float, sigma_b: float, *, tol: float = 1e-6) -> PhasePoint:
+    """The phase of one point, with the fixed point and chi1 it was decided on.
+
+    Args:
+        act: activation name, :class:`Activation` or callable.
+        sigma_w, sigma_b: the weight and bias stds (sigma_w > 0, sigma_b >= 0).
+        tol: ``|chi1 - 1| <= tol`` is "edge".
+    Returns:
+        ``PhasePoint(activation, sigma_w, sigma_b, q, chi1, phase)``: phase "ordered"
+        (chi1 < 1), "chaotic" (chi1 > 1, or the variance diverges) or "edge"; chi1 is taken
+        at the fixed point q reached from q0 = 1. For ReLU-like activations chi1 =
+        sigma_w^2 (l^2 + b^2) / 2 whatever q (an interpretation for sigma_b > 0, where no
+        fixed point exists at chi1 = 1; q is then NaN). arXiv 1902.06853.
+    """
+    a = as_activation(act)
+    sw = float(_values("sigma_w", sigma_w, lo=0.0, open_lo=True))
+    sb = float(_values("sigma_b", sigma_b, lo=0.0))
+    q = float(fixed_points(a, sw, sb))
+    at = RELU_LIKE_Q if a.relu_like else q
+    c1 = math.nan if math.isnan(at) else sw**2 * float(a.mean_dsq(at))
+    if math.isnan(c1):
+        ph = "chaotic"
+    elif abs(c1 - 1.0) <= tol:
+        ph = "edge"
+    else:
+        ph = "ordered" if c1 < 1.0 else "chaotic"
+    return PhasePoint(a.name, sw, sb, q, c1, ph)
+
+
 def phase(act, sigma_w: float, sigma_b: float, *, tol: float = 1e-6) -> str:
     """"ordered" (chi1 < 1), "chaotic" (chi1 > 1) or "edge" (|chi1 - 1| <= tol).
 
     chi1 is taken at the fixed point reached from q0 = 1; where the variance diverges the
     phase is "chaotic". For ReLU-like activations chi1 = sigma_w^2 (l^2 + b^2) / 2 whatever
     q (an interpretation for sigma_b > 0, where no fixed point exists at chi1 = 1).
+    :func:`phase_point` returns q and chi1 with it.
     """
-    a = as_activation(act)
-    sw = float(_values("sigma_w", sigma_w, lo=0.0, open_lo=True))
-    sb = float(_values("sigma_b", sigma_b, lo=0.0))
-    q = 1.0 if a.relu_like else float(fixed_points(a, sw, sb))
-    if math.isnan(q):
-        return "chaotic"
-    c1 = sw**2 * float(a.mean_dsq(q))
-    if abs(c1 - 1.0) <= tol:
-        return "edge"
-    return "ordered" if c1 < 1.0 else "chaotic"
+    return phase_point(act, sigma_w, sigma_b, tol=tol).phase
 
 
 def phase_diagram(act, sigma_bs, sigma_ws) -> PhaseDiagram:
@@ -227,7 +268,7 @@ def convergence_rate(act, sigma_b: float | None = None) -> ConvergenceRate:
         if not jumping:
             raise ValueError(f"act {a.name!r} is linear: its correlation map is the identity "
                              f"on the EOC, correlations do not converge")
-        m2 = float(a.mean_dsq(1.0 if pt.q is None else pt.q))
+        m2 = float(a.mean_dsq(pt.q_eval))
         return ConvergenceRate(2, 18 * math.pi**2 * m2**2 / jumping[0.0] ** 4, pt.q)
     if pt.q == 0:
         raise ValueError(f"convergence_rate: at sigma_b=0 act {a.name!r} has q*=0, where "

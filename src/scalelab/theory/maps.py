@@ -195,6 +195,13 @@ def fixed_point(act, sigma_w: float, sigma_b: float, q0: float = 1.0) -> FixedPo
     return FixedPoint(q=q, slope=slope, stable=_attracts(a, sw, sb, q, slope))
 
 
+#: The q at which q-dependent maps are evaluated for a ReLU-like activation when no q is
+#: given (its EOC point has ``q=None``): every q is then a fixed point and chi1, the map
+#: slopes and the correlation map do not depend on q, so any q gives the same numbers; 1.0
+#: is the convention (docs/eoc.md, "ReLU-like").
+RELU_LIKE_Q = 1.0
+
+
 def _attracts(a: Activation, sw: float, sb: float, q: float, slope: float) -> bool:
     if abs(slope - 1.0) > 1e-9:
         return slope < 1.0
@@ -214,7 +221,7 @@ def chi1(act, sigma_w, sigma_b, q=None):
     sw = _values("sigma_w", sigma_w, lo=0.0, open_lo=True)
     _values("sigma_b", sigma_b, lo=0.0)
     if q is None:
-        q = 1.0 if a.relu_like else fixed_point(a, float(sigma_w), float(sigma_b)).q
+        q = RELU_LIKE_Q if a.relu_like else fixed_point(a, float(sigma_w), float(sigma_b)).q
     return _out(sw**2 * a.mean_dsq(_values("q", q, lo=0.0)))
 
 
