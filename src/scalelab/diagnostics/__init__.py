@@ -6,6 +6,8 @@
   (arXiv 2110.11749); :func:`layer_tangent_kernels` gives the kernels themselves.
 - :func:`empirical_ntk` — the finite-width neural tangent kernel ``J J^T`` (torch.func).
 - :func:`output_field` — the output over a grid of [0, 1]^2 (the Edge-of-Chaos pictures).
+- :func:`diagnose_network` — all three on one batch, as a :class:`Diagnosis` record (what
+  ``scalelab diagnose`` prints and plots).
 - :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
 - :func:`lojasiewicz_fit` / :func:`lgi_bound` / :class:`LGIRecorder` — the uniform Lojasiewicz
   gradient inequality along a training path and its generalisation bound (arXiv 2202.10670).
@@ -17,6 +19,10 @@ from ._alignment import centered_alignment as centered_alignment
 from ._alignment import label_matrix as label_matrix
 from ._alignment import layer_alignment as layer_alignment
 from ._alignment import layer_tangent_kernels as layer_tangent_kernels
+from ._diagnose import PROFILE_INPUTS as PROFILE_INPUTS
+from ._diagnose import Diagnosis as Diagnosis
+from ._diagnose import diagnose_network as diagnose_network
+from ._diagnose import eoc_theory_profile as eoc_theory_profile
 from ._field import output_field as output_field
 from ._lojasiewicz import LGIFit as LGIFit
 from ._lojasiewicz import LGIRecorder as LGIRecorder
@@ -45,5 +51,6 @@ __all__ = [
 from ._ntk import empirical_ntk as empirical_ntk  # noqa: E402
 
 __all__ += ["empirical_ntk"]
+__all__ += ["PROFILE_INPUTS", "Diagnosis", "diagnose_network", "eoc_theory_profile"]
 __all__ += ["LGIFit", "LGIRecorder", "full_batch_loss_and_grad_norm", "lgi_bound",
             "lojasiewicz_fit", "read_trajectory"]
