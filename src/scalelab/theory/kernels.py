@@ -43,7 +43,7 @@ from .._errors import check_int, check_positive
 from .activations import Activation, as_activation
 
 
-def _inputs(X) -> np.ndarray:
+def as_inputs(X) -> np.ndarray:
     """``X`` as a float array (n, d): one input per row (a 1-D array is one input)."""
     try:
         arr = np.asarray(X, dtype=float)
@@ -58,6 +58,9 @@ def _inputs(X) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError("X must contain only finite numbers, got nan or inf")
     return arr
+
+
+_inputs = as_inputs  # the old private name, kept as an alias
 
 
 #: Pairs per thread below which one thread is faster (see :func:`_pairs`).

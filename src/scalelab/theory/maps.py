@@ -35,8 +35,8 @@ class FixedPoint:
     stable: bool
 
 
-def _values(name: str, value, *, lo: float | None = None, hi: float | None = None,
-            open_lo: bool = False) -> np.ndarray:
+def check_values(name: str, value, *, lo: float | None = None, hi: float | None = None,
+                 open_lo: bool = False) -> np.ndarray:
     """``value`` as a float array; a ValueError naming ``name`` if any entry is out of range."""
     try:
         arr = np.asarray(value, dtype=float)
@@ -54,6 +54,9 @@ def _values(name: str, value, *, lo: float | None = None, hi: float | None = Non
         allowed = rng.get((lo, hi, open_lo), "finite")
         raise ValueError(f"{name} must be {allowed}, got {first!r}")
     return arr
+
+
+_values = check_values  # the old private name, kept as an alias
 
 
 def _out(x):
@@ -195,13 +198,19 @@ def fixed_point(act, sigma_w: float, sigma_b: float, q0: float = 1.0) -> FixedPo
     return FixedPoint(q=q, slope=slope, stable=_attracts(a, sw, sb, q, slope))
 
 
-def _attracts(a: Activation, sw: float, sb: float, q: float, slope: float) -> bool:
+def fixed_point_attracts(a: Activation, sw: float, sb: float, q: float, slope: float) -> bool:
+    """Whether the fixed point ``q`` of the variance map (with ``slope`` there) attracts: slope
+    < 1, or at slope 1 the map falls below the diagonal just above ``q`` (ReLU-like: neutral,
+    counted as attracting)."""
     if abs(slope - 1.0) > 1e-9:
         return slope < 1.0
     if a.relu_like:
         return True  # every q is fixed and chi1 does not depend on q: neutral, kept
     h = 1e-3 * max(q, 1e-3)
     return bool(variance_map(a, sw, sb, q + h) < q + h)
+
+
+_attracts = fixed_point_attracts  # the old private name, kept as an alias
 
 
 def chi1(act, sigma_w, sigma_b, q=None):
