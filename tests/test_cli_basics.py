@@ -49,3 +49,18 @@ def test_console_script_exit_status():
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_check_out_dir_is_the_one_output_folder_rule(tmp_path, capsys):
+    from scalelab._errors import check_out_dir
+
+    assert check_out_dir("--out", tmp_path / "new") == tmp_path / "new"  # need not exist
+    assert check_out_dir("--out", str(tmp_path)) == tmp_path
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"^--out must be a directory, got a file: '.*f\.txt'$"):
+        check_out_dir("--out", tmp_path / "f.txt")
+    # The commands that write into --out use it: one line, exit 2, before any work.
+    for argv in (["reproduce", "eoc-curves", "--quick"], ["finetune"]):
+        assert main([*argv, "--out", str(tmp_path / "f.txt")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == f"error: --out must be a directory, got a file: {str(tmp_path / 'f.txt')!r}"

@@ -95,3 +95,50 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path
     monkeypatch.delenv("SCALELAB_CACHE")
     assert cache_dir().parts[-2:] == (".cache", "scalelab")
+
+
+def test_feature_table_and_text_dataset_share_one_label_order(tmp_path):
+    import numpy as np
+
+    from scalelab.data import index_labels, read_feature_table
+
+    # Numbers sort numerically ("2" before "10"); the text loader and the feature loader
+    # index the same label column the same way.
+    labels = ["10", "2", "1", "2", "10", "1"]
+    feats = tmp_path / "f.csv"
+    feats.write_text("a, b ,label\n" + "".join(f"{i},{-i / 2},{lab}\n"
+                                               for i, lab in enumerate(labels)))
+    t = read_feature_table(feats)
+    assert t.classes == ("1", "2", "10")
+    assert t.y.tolist() == [2, 1, 0, 1, 2, 0] and t.y.dtype == np.int64
+    assert t.x.dtype == np.float32 and t.x.tolist() == [[i, -i / 2] for i in range(6)]
+    text = tmp_path / "t.csv"
+    text.write_text("text,label\n" + "".join(f"w{i},{lab}\n" for i, lab in enumerate(labels)))
+    d = load_text_dataset(str(text), eval_size=1)
+    assert d.labels == t.classes
+    assert sorted(d.train + d.eval) == sorted((f"w{i}", y) for i, y in enumerate(t.y.tolist()))
+    # Words sort alphabetically; one class is refused with the data named.
+    assert index_labels(["b", "a ", "c", "a"], "x")[0].tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match=r"^x: the label column has one class \('a'\)"):
+        index_labels(["a", "a"], "x")
+
+
+def test_feature_table_npz_npy_and_strict_decoding(tmp_path):
+    import numpy as np
+
+    from scalelab.data import read_feature_table
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 2, 2)), np.array([3, 1, 3, 1, 3, 1])
+    np.savez(tmp_path / "d.npz", x=x, label=y)
+    t = read_feature_table(tmp_path / "d.npz")
+    assert t.x.shape == (6, 4) and np.allclose(t.x, x.reshape(6, 4)) and t.classes == ("1", "3")
+    assert t.y.tolist() == [1, 0, 1, 0, 1, 0]
+    np.save(tmp_path / "d.npy", np.column_stack([x.reshape(6, 4), y]))
+    assert read_feature_table(tmp_path / "d.npy").y.tolist() == t.y.tolist()
+    (tmp_path / "l1.csv").write_bytes("a,label\n1,caf\xe9\n2,b\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="line 2 is not valid utf-8.*--encoding"):
+        read_feature_table(tmp_path / "l1.csv")
+    assert read_feature_table(tmp_path / "l1.csv", encoding="latin-1").classes == ("b", "café")
+    with pytest.raises(ValueError, match="^--label: column 'y' is not in"):
+        read_feature_table(tmp_path / "l1.csv", "y", encoding="latin-1", label_arg="--label")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -61,3 +62,12 @@ def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
+
+
+def check_out_dir(name: str, path: Any) -> Path:
+    """Return ``Path(path)`` if it is a folder or does not exist yet; a ``ValueError`` naming
+    ``name`` when it is a file (an output folder that cannot be one)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{name} must be a directory, got a file: {str(p)!r}")
+    return p

@@ -24,7 +24,7 @@ _HELP = "\n\n".join([
     "--json prints the numbers on stdout.",
 ])
 
-_THEORY_INPUTS = 16  # inputs the profile and its theory overlay use (pairs cost O(n^2))
+_THEORY_INPUTS = 16  # = diagnostics.PROFILE_INPUTS (kept literal: --help imports no torch)
 
 
 def _data(name: str, batch: int, in_dim: int, classes: int, seed: int):
@@ -64,20 +64,6 @@ def _model(args: dict, in_dim: int, out_dim: int):
     return model, "reference"
 
 
-def _theory(args: dict, x, n_layers: int) -> dict | None:
-    """Infinite-width variance / correlation per Linear layer of a reference EOC MLP."""
-    if args["model"] != "mlp" or args["init"] != "eoc" or args["source"] != "reference":
-        return None
-    from ..diagnostics import kernel_summary
-    from ..theory import default_sigma_b, edge_of_chaos, nngp_kernels
-
-    sb = default_sigma_b(args["act"]) if args["sigma_b"] is None else args["sigma_b"]
-    pt = edge_of_chaos(args["act"], sb)
-    ks = nngp_kernels(args["act"], pt.sigma_w, pt.sigma_b, n_layers, x.double().numpy())
-    summary = [kernel_summary(K) for K in ks]
-    return {"variance": [s[0] for s in summary], "correlation": [s[1] for s in summary]}
-
-
 def diagnose(
     model: str = typer.Option("mlp", "--model", help="Reference model: mlp or resnet."),
     act: str = typer.Option("tanh", "--act", help="Activation (relu, tanh, gelu, ...)."),
@@ -107,17 +93,12 @@ def diagnose(
                              "same numbers."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
 ) -> None:
-    from .._progress import track
+    from .._errors import check_out_dir
     from .._utils import seed_everything, to_jsonable
-    from ..diagnostics import (
-        centered_alignment,
-        label_matrix,
-        layer_tangent_kernels,
-        output_field,
-        propagation_profile,
-    )
+    from ..diagnostics import diagnose_network
     from ..plots import plot_alignment, plot_output_field, plot_profile
 
+    out = check_out_dir("--out", out)
     seed_everything(seed)
     x, y, n_out = _data(data, batch, in_dim, classes, seed)
     args = dict(model=model, act=act, depth=depth, width=width, init=init, sigma_b=sigma_b,
@@ -127,45 +108,28 @@ def diagnose(
     layers = None
     if model == "resnet" and source != "torchscript":  # follow the residual stream
         layers = ["input", *[f"blocks.{i}" for i in range(len(net.blocks))], "output"]
+    eoc_mlp = model == "mlp" and init == "eoc" and source == "reference"
+    diag = diagnose_network(net, x, y, layers=layers, eoc_act=act if eoc_mlp else None,
+                            sigma_b=sigma_b, alignment=alignment, resolution=resolution,
+                            profile_inputs=_THEORY_INPUTS, progress=True)
     out.mkdir(parents=True, exist_ok=True)
-    steps = ["profile", "alignment", "output field"] if alignment else ["profile", "output field"]
-    doc: dict = {"model": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()},
-                 "data": data, "examples": int(x.shape[0]), "figures": []}
-    for step in track(steps, "diagnosing"):
-        if step == "profile":
-            xp = x[:_THEORY_INPUTS]
-            try:
-                prof = propagation_profile(net, xp, layers=layers)
-            except RuntimeError as e:
-                raise ValueError(f"the model cannot take --data {data} inputs of shape "
-                                 f"{tuple(x.shape[1:])}: {str(e).splitlines()[0][:100]}") from None
-            theory = _theory(args, xp, len(prof))
-            doc["profile"] = prof
-            doc["profile_examples"] = int(xp.shape[0])
-            doc["profile_theory"] = theory
-            plot_profile({"measured": prof}, out / "profile.png",
-                         theory={"measured": theory} if theory else None,
-                         title=f"{source} {model if source != 'torchscript' else ''} {act}")
-            doc["figures"].append("profile.png")
-        elif step == "alignment":
-            kernels = layer_tangent_kernels(net, x)
-            names = [nm for nm, _ in kernels]
-            values = [centered_alignment(K, label_matrix(y, x.shape[0])) for _, K in kernels]
-            doc["alignment"] = dict(layers=names, values=values)
-            plot_alignment(values, out / "alignment.png", labels=names,
-                           title="layer tangent kernel / label alignment")
-            doc["figures"].append("alignment.png")
-        else:
-            plane = None if x.shape[1] == 2 else (x[0], x[1] - x[0], x[2 % len(x)] - x[0])
-            field = output_field(net, resolution, plane=plane)
-            doc["output_field"] = dict(resolution=resolution, plane=plane is not None,
-                                       min=float(field.min()), max=float(field.max()),
-                                       std=float(field.std()))
-            plot_output_field(field, out / "output_field.png",
-                              title="output over [0,1]^2" if plane is None else
-                              "output on the plane x0 + s(x1-x0) + t(x2-x0)")
-            doc["figures"].append("output_field.png")
-    doc = to_jsonable(doc)
+    plot_profile({"measured": diag.profile}, out / "profile.png",
+                 theory={"measured": diag.profile_theory} if diag.profile_theory else None,
+                 title=f"{source} {model if source != 'torchscript' else ''} {act}")
+    figures = ["profile.png"]
+    if diag.alignment is not None:
+        plot_alignment(diag.alignment["values"], out / "alignment.png",
+                       labels=diag.alignment["layers"],
+                       title="layer tangent kernel / label alignment")
+        figures.append("alignment.png")
+    plot_output_field(diag.field, out / "output_field.png",
+                      title="output on the plane x0 + s(x1-x0) + t(x2-x0)" if diag.plane else
+                      "output over [0,1]^2")
+    figures.append("output_field.png")
+    doc = to_jsonable({"model": {k: (str(v) if isinstance(v, Path) else v)
+                                 for k, v in args.items()},
+                       "data": data, "examples": int(x.shape[0]), "figures": figures,
+                       **diag.summary()})
     (out / "diagnose.json").write_text(json.dumps(doc, indent=2))
     typer.echo(f"wrote {', '.join(doc['figures'])} and diagnose.json to {out}", err=True)
     if as_json:

@@ -118,6 +118,7 @@ def finetune_cmd(
     as_json: bool = _opt(None, "--json", help="Print run.json (or report.json) alone on stdout."),
 ) -> None:
     given = {k: v for k, v in locals().items() if v is not None and k != "config_file"}
+    from .._errors import check_out_dir
     from ..train.config import RUN_OPTIONS, FinetuneConfig, parse_variants, read_config_file
 
     if "as_json" in given:
@@ -132,9 +133,8 @@ def finetune_cmd(
     where = f"config file {str(config_file)!r}" if config_file is not None else "options"
     config = FinetuneConfig.from_mapping(values, where)
     variants = parse_variants(str(opts["compare"])) if opts.get("compare") else None
-    out_dir = Path(opts.get("out") or ("runs/compare" if variants else "runs/finetune"))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out must be a directory, got a file: {str(out_dir)!r}")
+    out_dir = check_out_dir("--out", opts.get("out") or ("runs/compare" if variants
+                                                           else "runs/finetune"))
     flags = {k: bool(opts.get(k)) for k in ("resume", "overwrite", "merge", "quiet", "json")}
     if flags["resume"] and flags["overwrite"]:
         raise ValueError("give --resume or --overwrite, not both")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import typer
-
-SUFFIXES = (".csv", ".npz", ".npy")
 
 
 def _parse_keep(text: str) -> float | int:
@@ -22,80 +19,6 @@ def _parse_keep(text: str) -> float | int:
     except ValueError:
         raise ValueError(f"--keep must be a fraction in (0, 1] or an integer count, got {text!r}"
                          ) from None
-
-
-def _labels_to_ints(raw: list[str] | object, where: str):
-    """Class labels -> indices 0..C-1 in sorted order (numerically when all are integers)."""
-    import numpy as np
-
-    raw = [str(v).strip() for v in np.asarray(raw).ravel().tolist()]
-    names = sorted(set(raw))
-    try:
-        names = sorted(names, key=lambda v: float(v))
-    except ValueError:
-        pass
-    if len(names) < 2:
-        raise ValueError(f"{where}: the labels hold one class ({names[0]!r}); need at least 2")
-    index = {c: i for i, c in enumerate(names)}
-    return np.array([index[v] for v in raw], dtype=np.int64), names
-
-
-def load_table(path: Path, label: str | None = None):
-    """Features ``X`` (float32, N x D), labels ``y`` (int64) and class names from a file.
-
-    - ``.csv`` with a header: numeric feature columns and a label column (``label`` unless
-      named, any values: sorted, then indexed).
-    - ``.npz``: arrays ``X`` (or ``x``) and ``y`` (or the key ``label``).
-    - ``.npy``: one 2-D array whose last column is the label.
-    """
-    import numpy as np
-
-    if not path.exists():
-        raise FileNotFoundError(f"data file not found: {str(path)!r}")
-    suffix = path.suffix.lower()
-    if path.is_dir() or suffix not in SUFFIXES:
-        raise ValueError(f"data must be a .csv, .npz or .npy file, got {str(path)!r}")
-    if suffix == ".csv":
-        col = label or "label"
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows, cols = list(reader), [c.strip() for c in reader.fieldnames or []]
-        if col not in cols:
-            raise ValueError(f"--label: column {col!r} is not in {str(path)!r}; columns: "
-                             f"{', '.join(cols) or '(none)'}")
-        feats = [c for c in cols if c != col]
-        if not rows or not feats:
-            raise ValueError(f"{str(path)!r} needs at least one row and one feature column")
-        X = np.empty((len(rows), len(feats)), dtype=np.float32)
-        for i, r in enumerate(rows, 1):
-            for j, c in enumerate(feats):
-                try:
-                    X[i - 1, j] = float(r[c])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{str(path)!r} row {i}, column {c!r}: not a number: "
-                                     f"{r[c]!r}") from None
-        y, names = _labels_to_ints([r[col] for r in rows], str(path))
-    elif suffix == ".npz":
-        arrays = np.load(path, allow_pickle=False)
-        xkey = next((k for k in ("X", "x") if k in arrays), None)
-        ykey = label or next((k for k in ("y", "label") if k in arrays), None)
-        if xkey is None or ykey not in arrays:
-            raise ValueError(f"{str(path)!r} must hold arrays 'X' and 'y' (or name the label "
-                             f"array with --label); found {', '.join(arrays.files)}")
-        X = np.asarray(arrays[xkey], dtype=np.float32).reshape(len(arrays[xkey]), -1)
-        y, names = _labels_to_ints(arrays[ykey], str(path))
-    else:
-        a = np.load(path, allow_pickle=False)
-        if a.ndim != 2 or a.shape[1] < 2:
-            raise ValueError(f"{str(path)!r} must be a 2-D array: features then the label in the "
-                             f"last column; got shape {a.shape}")
-        X = np.asarray(a[:, :-1], dtype=np.float32)
-        y, names = _labels_to_ints(a[:, -1], str(path))
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{str(path)!r}: {X.shape[0]} feature rows but {y.shape[0]} labels")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{str(path)!r}: features must be finite (found nan or inf)")
-    return X, y, names
 
 
 def prune_data(
@@ -115,6 +38,8 @@ def prune_data(
                                 "--calibration random-exploration (0 = pure score, 1 = random)."),
     label: str = typer.Option(None, "--label", help="Label column (.csv, default 'label') or "
                               "array name (.npz, default 'y')."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of a .csv "
+                                 "(decoded strictly)."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs of the scoring model "
                                "(forgetting needs >= 2)."),
     runs: int = typer.Option(1, "--runs", help="Independent initialisations averaged."),
@@ -137,6 +62,7 @@ def prune_data(
     import numpy as np
 
     from .._errors import check_choice
+    from ..data import read_feature_table
     from ..prune.data import (
         CALIBRATIONS,
         METHODS,
@@ -150,7 +76,8 @@ def prune_data(
     check_choice("--method", method, METHODS)
     check_choice("--calibration", calibration, ("none", *CALIBRATIONS))
     keep_value = _parse_keep(keep)
-    X, y, names = load_table(data, label)
+    table = read_feature_table(data, label, encoding=encoding, label_arg="--label")
+    X, y = table.x, table.y
     calib = None if calibration == "none" else calibration
     k = keep_count(len(y), keep_value)  # validates --keep before any training
     if standardize:
@@ -172,7 +99,7 @@ def prune_data(
         save_scores.parent.mkdir(parents=True, exist_ok=True)
         save_scores.write_text("index,score\n" + "".join(f"{i},{v:.10g}\n"
                                                          for i, v in enumerate(scores)))
-    doc = {"data": str(data), "n": int(len(y)), "classes": names, "kept": int(k),
+    doc = {"data": str(data), "n": int(len(y)), "classes": list(table.classes), "kept": int(k),
            "keep": keep_value, "score": None if method == "random" else score, "method": method,
            "calibration": calib, "alpha": alpha if calib else None, "seed": seed,
            "epochs": epochs, "runs": runs, "out": str(out) if out is not None else None,

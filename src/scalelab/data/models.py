@@ -128,11 +128,14 @@ def resolve_model(name: str) -> ModelSource:
     return ModelSource(name, name, "unknown")
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Silence transformers' info logs and download bars (errors still show)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
 
 
 def smollm2_fp32_path(source: ModelSource | None = None) -> Path:
@@ -144,7 +147,7 @@ def smollm2_fp32_path(source: ModelSource | None = None) -> Path:
     target = cache_dir() / "smollm2-135m-instruct-fp32"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
-    _quiet_transformers()
+    quiet_transformers()
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
@@ -182,7 +185,7 @@ def load_model(source: ModelSource | str, *, task: str = "classification",
     if task == "causal" and source.kind == "encoder":
         raise ValueError(f"model {source.name!r} is an encoder: it cannot be fine-tuned on a "
                          "causal-LM (prompt,response) dataset; use a causal LM such as smollm2")
-    _quiet_transformers()
+    quiet_transformers()
     path = source.loadable_path()
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -226,7 +229,7 @@ def write_tiny_model(folder: str | Path, *, kind: str = "encoder", num_labels: i
 
     if kind not in ("encoder", "causal"):
         raise ValueError(f"kind must be 'encoder' or 'causal', got {kind!r}")
-    _quiet_transformers()
+    quiet_transformers()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     chars = string.ascii_lowercase + string.digits

@@ -1,5 +1,10 @@
 """Reading the user's table files (CSV, JSON lines, JSON arrays, plain lines) strictly.
 
+Two loaders sit on top: :func:`scalelab.data.load_text_dataset` (text and labels, for
+``scalelab finetune``) and :func:`read_feature_table` (numeric features and labels, for
+``scalelab prune-data``); both turn class names into indices with :func:`index_labels`, so
+one label order (:func:`label_order`) holds everywhere.
+
 Every file scalelab reads from a user goes through :func:`read_table`: text is decoded as
 UTF-8 (a byte-order mark is fine) unless another ``encoding`` is named, and anything that
 does not decode is a one-line ``ValueError`` naming the file, the line and the way out
@@ -16,8 +21,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 #: Suffixes :func:`read_table` reads, and what each holds.
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")
+#: Suffixes :func:`read_feature_table` reads.
+FEATURE_SUFFIXES = (".csv", ".npz", ".npy")
 
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
@@ -142,3 +151,107 @@ def label_order(names) -> list[str]:
         return sorted(names, key=float)
     except ValueError:
         return names
+
+
+def index_labels(values, where: str) -> tuple[np.ndarray, list[str]]:
+    """Class labels -> indices ``0..C-1`` in :func:`label_order`, and the class names.
+
+    Args:
+        values: one label per example (strings or numbers; compared as stripped strings).
+        where: how messages name the data (e.g. ``"dataset 'a.csv'"``).
+    Returns:
+        ``(indices, names)``: int64 indices into ``names``.
+    Raises:
+        ValueError: fewer than two classes.
+    """
+    raw = [str(v).strip() for v in np.asarray(values).ravel().tolist()]
+    names = label_order(raw)
+    if len(names) < 2:
+        shown = repr(names[0]) if names else "none"
+        raise ValueError(f"{where}: the label column has one class ({shown}); need at least 2")
+    index = {c: i for i, c in enumerate(names)}
+    return np.array([index[v] for v in raw], dtype=np.int64), names
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """A labelled numeric dataset: features ``x`` (float32, N x D), labels ``y`` (int64
+    indices into ``classes``), the class names in :func:`label_order`."""
+
+    path: str
+    x: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+
+
+def read_feature_table(path: str | Path, label: str | None = None, *, encoding: str = "utf-8",
+                       label_arg: str = "label") -> FeatureTable:
+    """Read numeric features and class labels from a ``.csv``, ``.npz`` or ``.npy`` file.
+
+    - ``.csv`` with a header (read by :func:`read_table`): numeric feature columns and a label
+      column (``label`` unless named; any values);
+    - ``.npz``: arrays ``X`` (or ``x``; flattened per row) and ``y`` (or ``label``, or the
+      array named ``label``);
+    - ``.npy``: one 2-D array whose last column is the label.
+
+    Labels are indexed in :func:`label_order` (sorted, numerically when all are numbers), the
+    order :func:`scalelab.data.load_text_dataset` uses.
+
+    Args:
+        path: the file.
+        label: the label column (.csv) or array (.npz); default ``label`` / ``y``.
+        encoding: text encoding of a .csv (strict; UTF-8 by default).
+        label_arg: how messages name the ``label`` argument (the CLI passes ``--label``).
+    Returns:
+        A :class:`FeatureTable`.
+    Raises:
+        FileNotFoundError: no such file. ValueError: another suffix, a missing label column or
+        array, a cell that is not a number, non-finite features, fewer than two classes.
+    """
+    p = Path(path).expanduser()
+    where = repr(str(path))
+    if not p.exists():
+        raise FileNotFoundError(f"data file not found: {str(path)!r}")
+    suffix = p.suffix.lower()
+    if p.is_dir() or suffix not in FEATURE_SUFFIXES:
+        raise ValueError(f"data must be a .csv, .npz or .npy file, got {str(path)!r}")
+    if suffix == ".csv":
+        table = read_table(p, encoding=encoding, what="data file")
+        col = label or "label"
+        if col not in table.columns:
+            raise ValueError(f"{label_arg}: column {col!r} is not in {where}; columns: "
+                             f"{', '.join(table.columns) or '(none)'}")
+        feats = [c for c in table.columns if c != col]
+        if not table.rows or not feats:
+            raise ValueError(f"{where} needs at least one row and one feature column")
+        x = np.empty((len(table.rows), len(feats)), dtype=np.float32)
+        for i, r in enumerate(table.rows, 1):
+            for j, c in enumerate(feats):
+                try:
+                    x[i - 1, j] = float(r[c])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{where} row {i}, column {c!r}: not a number: "
+                                     f"{r[c]!r}") from None
+        raw = [r[col] for r in table.rows]
+    elif suffix == ".npz":
+        arrays = np.load(p, allow_pickle=False)
+        xkey = next((k for k in ("X", "x") if k in arrays), None)
+        ykey = label or next((k for k in ("y", "label") if k in arrays), None)
+        if xkey is None or ykey not in arrays:
+            raise ValueError(f"{where} must hold arrays 'X' and 'y' (or name the label "
+                             f"array with {label_arg}); found {', '.join(arrays.files)}")
+        x = np.asarray(arrays[xkey], dtype=np.float32).reshape(len(arrays[xkey]), -1)
+        raw = arrays[ykey]
+    else:
+        a = np.load(p, allow_pickle=False)
+        if a.ndim != 2 or a.shape[1] < 2:
+            raise ValueError(f"{where} must be a 2-D array: features then the label in the "
+                             f"last column; got shape {a.shape}")
+        x = np.asarray(a[:, :-1], dtype=np.float32)
+        raw = a[:, -1]
+    y, names = index_labels(raw, where)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{where}: {x.shape[0]} feature rows but {y.shape[0]} labels")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{where}: features must be finite (found nan or inf)")
+    return FeatureTable(str(p), x, y, tuple(names))

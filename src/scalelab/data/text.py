@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .._errors import check_int
-from .tables import label_order, read_table
+from .tables import index_labels, read_table
 
 TEXT_DATASETS = ("tweets", "bbc", "chat")
 TASKS = ("classification", "causal")
@@ -203,12 +203,8 @@ def load_text_dataset(source: str = "tweets", *, eval_size: int = 256,
         raise ValueError(f"dataset {name!r} has {len(rows)} rows; need at least 2")
     labels: tuple[str, ...] = ()
     if task == "classification":
-        classes = label_order({lab for _, lab in rows})
-        if len(classes) < 2:
-            raise ValueError(f"dataset {name!r}: the label column has one class "
-                             f"({classes[0]!r}); need at least 2")
-        index = {c: i for i, c in enumerate(classes)}
-        rows = [(text, index[lab]) for text, lab in rows]
+        index, classes = index_labels([lab for _, lab in rows], f"dataset {name!r}")
+        rows = [(text, i) for (text, _), i in zip(rows, index.tolist(), strict=True)]
         labels = tuple(classes)
     perm = np.random.default_rng(split_seed).permutation(len(rows))
     n_eval = min(eval_size, max(1, len(rows) // 5))

@@ -9,6 +9,9 @@
 - :func:`from_torchscript` / :func:`load_state_dict_file` — a user's model for ``scalelab
   diagnose``; the reference models are :func:`scalelab.nn.reference_model` (still importable
   from here as aliases).
+- :func:`diagnose_network` — all three on one batch, as a :class:`Diagnosis` record (what
+  ``scalelab diagnose`` prints and plots).
+- :func:`reference_model` / :func:`from_torchscript` — the models ``scalelab diagnose`` reads.
 - :func:`lojasiewicz_fit` / :func:`lgi_bound` / :class:`LGIRecorder` — the uniform Lojasiewicz
   gradient inequality along a training path and its generalisation bound (arXiv 2202.10670).
 
@@ -19,6 +22,10 @@ from ._alignment import centered_alignment as centered_alignment
 from ._alignment import label_matrix as label_matrix
 from ._alignment import layer_alignment as layer_alignment
 from ._alignment import layer_tangent_kernels as layer_tangent_kernels
+from ._diagnose import PROFILE_INPUTS as PROFILE_INPUTS
+from ._diagnose import Diagnosis as Diagnosis
+from ._diagnose import diagnose_network as diagnose_network
+from ._diagnose import eoc_theory_profile as eoc_theory_profile
 from ._field import output_field as output_field
 from ._lojasiewicz import LGIFit as LGIFit
 from ._lojasiewicz import LGIRecorder as LGIRecorder
@@ -47,5 +54,6 @@ __all__ = [
 from ._ntk import empirical_ntk as empirical_ntk  # noqa: E402
 
 __all__ += ["empirical_ntk"]
+__all__ += ["PROFILE_INPUTS", "Diagnosis", "diagnose_network", "eoc_theory_profile"]
 __all__ += ["LGIFit", "LGIRecorder", "full_batch_loss_and_grad_norm", "lgi_bound",
             "lojasiewicz_fit", "read_trajectory"]

@@ -48,27 +48,38 @@ def spread(values: Sequence[float], seeds: Sequence[int] | None = None) -> dict[
     return rec
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
-    """Least-squares slope of log y against log x over the points where both are > 0 and
-    finite (``nan`` with fewer than two such points)."""
+def _positive_logs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """log x and log y over the points where both are > 0 and finite."""
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = (xa > 0) & (ya > 0) & np.isfinite(xa) & np.isfinite(ya)
-    if ok.sum() < 2:
+    return np.log(xa[ok]), np.log(ya[ok])
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of log y against log x over the points where both are > 0 and
+    finite (``nan`` with fewer than two such points or a single x)."""
+    lx, ly = _positive_logs(x, y)
+    if lx.size < 2 or np.ptp(lx) == 0:
         return math.nan
-    return float(np.polyfit(np.log(xa[ok]), np.log(ya[ok]), 1)[0])
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Least-squares slope, intercept and the slope's 95% confidence half-width (Student t
+    with n - 2 degrees of freedom; ``nan`` half-width with fewer than 3 points, all ``nan``
+    with fewer than 2)."""
+    from scipy import stats
+
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    if xa.size < 2:
+        return {"slope": math.nan, "intercept": math.nan, "ci95": math.nan, "n": int(xa.size)}
+    fit = stats.linregress(xa, ya)
+    half = float(stats.t.ppf(0.975, xa.size - 2) * fit.stderr) if xa.size > 2 else math.nan
+    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "ci95": half,
+            "n": int(xa.size)}
 
 
 def loglog_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
-    """Slope, intercept and the slope's 95% confidence half-width of a log-log least-squares
-    fit (Student t with n - 2 degrees of freedom; ``nan`` half-width with < 3 points)."""
-    from scipy import stats
-
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = (xa > 0) & (ya > 0) & np.isfinite(xa) & np.isfinite(ya)
-    lx, ly = np.log(xa[ok]), np.log(ya[ok])
-    if lx.size < 2:
-        return {"slope": math.nan, "intercept": math.nan, "ci95": math.nan, "n": int(lx.size)}
-    fit = stats.linregress(lx, ly)
-    half = (float(stats.t.ppf(0.975, lx.size - 2) * fit.stderr) if lx.size > 2 else math.nan)
-    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "ci95": half,
-            "n": int(lx.size)}
+    """:func:`linear_fit` of log y against log x over the points where both are > 0 and
+    finite: the power-law exponent, log prefactor and the exponent's 95% half-width."""
+    return linear_fit(*_positive_logs(x, y))

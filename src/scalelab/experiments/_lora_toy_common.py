@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import check_choice, check_int, check_positive
+from ._common import loglog_slope as loglog_slope  # its home is _common
 
 INITS = ("A", "B")
 LOSS_FLOOR = 1e-6  # relative losses below this count as converged in trajectory averages
@@ -225,14 +226,3 @@ def log_grid(lo: float, hi: float, per_decade: int) -> list[float]:
     """Learning rates 10^lo ... 10^hi, ``per_decade`` points per decade, both ends included."""
     k = round((hi - lo) * per_decade)
     return [10 ** (lo + i / per_decade) for i in range(k + 1)]
-
-
-def loglog_slope(xs, ys) -> float:
-    """Least-squares slope of log(ys) against log(xs) (nan with fewer than two finite points)."""
-    import numpy as np
-
-    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
-    ok = np.isfinite(lx) & np.isfinite(ly)
-    if ok.sum() < 2 or np.ptp(lx[ok]) == 0:
-        return math.nan
-    return float(np.polyfit(lx[ok], ly[ok], 1)[0])

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._errors import check_out_dir
 from .._utils import seed_everything, to_jsonable
 from ._registry import Context, Experiment, get_experiment
 
@@ -44,9 +45,7 @@ def run_experiment(name: str | Experiment, out_dir: str | Path, *, quick: bool =
     Returns the JSON document written to ``result.json``.
     """
     exp = name if isinstance(name, Experiment) else get_experiment(name)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out must be a directory, got a file: {str(out)!r}")
+    out = check_out_dir("--out", out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     t0, c0 = time.perf_counter(), _cpu_seconds()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._common import linear_fit as linear_fit  # its home is _common
 from ._common import loglog_fit
 
 Config = tuple[str, float, float]  # (method, lr of A, ratio)
@@ -180,20 +181,6 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if len(x) < 2 or len(set(y)) < 2:
         return 0.0 if len(x) >= 2 else math.nan
     return float(stats.spearmanr(x, y).statistic)
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
-    """Least-squares slope, intercept and the slope's 95% half-width (Student t, n - 2 dof;
-    ``nan`` with fewer than 3 points)."""
-    from scipy import stats
-
-    xa, ya = np.asarray(x, float), np.asarray(y, float)
-    if xa.size < 2:
-        return {"slope": math.nan, "intercept": math.nan, "ci95": math.nan, "n": int(xa.size)}
-    fit = stats.linregress(xa, ya)
-    half = float(stats.t.ppf(0.975, xa.size - 2) * fit.stderr) if xa.size > 2 else math.nan
-    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "ci95": half,
-            "n": int(xa.size)}
 
 
 def trends(results: Sequence[dict[str, Any]]) -> dict[str, Any]:

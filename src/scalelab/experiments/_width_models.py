@@ -99,9 +99,9 @@ def encoder_config(width: int, depth: int, *, head_dim: int = 64, vocab_size: in
 def _tokenizer():
     from transformers import AutoTokenizer
 
-    from ..data.models import _quiet_transformers, resolve_model
+    from ..data.models import quiet_transformers, resolve_model
 
-    _quiet_transformers()
+    quiet_transformers()
     return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Context, Experiment, Outcome, register
-from ._common import spread
+from ._common import loglog_slope, spread
 
 CLAIM = ("On the Edge of Chaos, 1 - c_l decays like 9 pi^2 / (2 l^2) for ReLU and like "
          "beta_q / l for smooth activations (tanh, erf, GELU, ELU): correlations stay away "
@@ -49,7 +49,7 @@ def _iterate(act: str, sigma_b, depth: int) -> tuple[np.ndarray, object]:
 def _slope(ls: np.ndarray, gaps: np.ndarray) -> float:
     """Least-squares slope of log(1 - c_l) against log l over the last half-decade."""
     sel = ls >= ls[-1] / 10**0.5
-    return float(np.polyfit(np.log(ls[sel]), np.log(gaps[sel]), 1)[0])
+    return loglog_slope(ls[sel], gaps[sel])
 
 
 def fit_correction(ls: np.ndarray, scaled: np.ndarray, depth: int) -> dict:

@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from .._progress import track
-from ._common import loglog_fit, spread
+from ._common import loglog_fit, seeds_for, spread
 from ._lora_toy_common import INITS, log_grid, seed_mean_log_loss
 from ._registry import Context, Experiment, Outcome, register
 
@@ -228,7 +228,7 @@ def _run(ctx: Context) -> Outcome:
     from ..plots import plot_lora_init_features, plot_lora_init_loss_vs_lr, plot_lora_init_max_lr
 
     sz = _sizes(ctx.quick)
-    seeds = [ctx.seed + s for s in range(sz["seeds"])]
+    seeds = seeds_for(ctx, sz["seeds"])
     result, records, texts = {}, [], []
     for opt in ("adam", "sgd"):
         steps = OPTIMIZER_STEPS[opt]

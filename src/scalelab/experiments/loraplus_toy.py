@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from .._progress import track
-from ._common import loglog_fit, spread
+from ._common import loglog_fit, seeds_for, spread
 from ._lora_toy_common import log_grid, loglog_slope, seed_mean_log_loss
 from ._registry import Context, Experiment, Outcome, register
 
@@ -265,7 +265,7 @@ def _run(ctx: Context) -> Outcome:
     figures = ["best_ratio_vs_width.png"]
     for opt in ("sgd", "adam"):
         cfg = sz[opt]
-        seeds = [ctx.seed + s for s in range(cfg["seeds"])]
+        seeds = seeds_for(ctx, cfg["seeds"])
         recs = loraplus_sweep(cfg["widths"], cfg["lrs"], steps=cfg["steps"], seeds=seeds,
                               optimizer=opt)
         summ = summarize(recs)

@@ -23,7 +23,7 @@ from torch.nn.utils import skip_init
 
 from .._errors import check_fraction, check_int, check_positive
 from .activations import activation_module as activation_module  # its home: .activations
-from .residual import ScaledResidual, _per_block, branch_scales
+from .residual import ScaledResidual, branch_scales, per_block
 
 
 def _default_sigma_w(act) -> float:
@@ -34,8 +34,8 @@ def _resolve(depth, mode, scales, a, alpha, base_depth, drop_probs):
     depth = check_int("depth", depth)
     if scales is None:
         scales = branch_scales(depth, mode, a=a, alpha=alpha, base_depth=base_depth)
-    scales = _per_block("scales", scales, depth, lambda n, v: check_positive(n, v, allow_zero=True))
-    probs = _per_block("drop_probs", drop_probs, depth, check_fraction)
+    scales = per_block("scales", scales, depth, lambda n, v: check_positive(n, v, allow_zero=True))
+    probs = per_block("drop_probs", drop_probs, depth, check_fraction)
     return depth, scales, probs
 
 

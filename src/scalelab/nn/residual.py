@@ -223,14 +223,14 @@ def scale_residual_(model: nn.Module, mode: str = "stable", *, a: float = 1.0, a
                          "torchvision-style BasicBlock/Bottleneck); pass "
                          "branch_tails={BlockClass: 'last_branch_layer'}")
     scales = branch_scales(len(found), mode, a=a, alpha=alpha, base_depth=base_depth)
-    probs = _per_block("drop_probs", drop_probs, len(found), check_fraction)
+    probs = per_block("drop_probs", drop_probs, len(found), check_fraction)
     for block, s, p in zip(found, scales, probs, strict=True):
         ctl = block_controller(block)
         ctl.scale, ctl.drop_prob, ctl.scale_by_keep = s, p, scale_by_keep
     return found
 
 
-def _per_block(name: str, value, depth: int, check: Callable) -> list[float]:
+def per_block(name: str, value, depth: int, check: Callable) -> list[float]:
     """A scalar broadcast to ``depth`` values, or a length-``depth`` sequence, each checked."""
     if isinstance(value, (int, float)):
         return [check(name, value)] * depth
@@ -238,3 +238,5 @@ def _per_block(name: str, value, depth: int, check: Callable) -> list[float]:
     if len(values) != depth:
         raise ValueError(f"{name} must have one value per block ({depth}), got {len(values)}")
     return [check(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+

@@ -35,7 +35,9 @@ DEFAULT_KERNEL: dict[str, Any] = {"act": "relu", "sigma_w": math.sqrt(2.0), "sig
 VARIANTS = ("kl", "mean")
 
 
-def _rows(name: str, X, *, allow_empty: bool = False) -> np.ndarray:
+def as_rows(name: str, X, *, allow_empty: bool = False) -> np.ndarray:
+    """``X`` (array or tensor) as a finite float 2-D array of rows (1-D: one row); a
+    ``ValueError`` naming ``name`` otherwise."""
     try:
         a = np.asarray(X.detach().cpu().numpy() if hasattr(X, "detach") else X, dtype=float)
     except (TypeError, ValueError):
@@ -51,7 +53,7 @@ def _rows(name: str, X, *, allow_empty: bool = False) -> np.ndarray:
     return a
 
 
-def _targets(name: str, Y, n: int, num_classes: int | None) -> np.ndarray:
+def as_targets(name: str, Y, n: int, num_classes: int | None) -> np.ndarray:
     """Integer 1-D labels -> one-hot (num_classes columns); float 1-D -> one column; 2-D as is."""
     a = np.asarray(Y.detach().cpu().numpy() if hasattr(Y, "detach") else Y)
     if a.ndim == 0:
@@ -74,7 +76,7 @@ def _targets(name: str, Y, n: int, num_classes: int | None) -> np.ndarray:
     return a
 
 
-def _num_classes(*targets) -> int | None:
+def infer_num_classes(*targets) -> int | None:
     """Classes implied by the targets: the width of a 2-D target matrix, else 1 + the
     largest integer label (``None`` when nothing says)."""
     arrays = [np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
@@ -111,7 +113,7 @@ def check_psd(K: np.ndarray, name: str = "kernel matrix", *, rtol: float = 1e-8)
 
 def kernel_matrix(kernel, X) -> np.ndarray:
     """The checked Gram matrix ``K(X, X)`` of a kernel callable or an NNGP spec (see module)."""
-    X = _rows("X", X)
+    X = as_rows("X", X)
     if kernel is None:
         kernel = DEFAULT_KERNEL
     if isinstance(kernel, dict):
@@ -183,7 +185,9 @@ def _lood_from_gram(K, train_a, train_b, query, Y, noise, variant) -> float:
     return gaussian_kl(mu0, cov0, mu1, cov1)
 
 
-def _same_dim(d: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+def check_same_dim(d: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    """Each non-empty array (name=array) reshaped to ``(-1, d)``; a ``ValueError`` naming it
+    when its feature count is not ``d``."""
     out = {}
     for name, a in arrays.items():
         if a.shape[0] and a.shape[1] != d:
@@ -202,12 +206,12 @@ def lood_between(X_a, Y_a, X_b, Y_b, queries, *, kernel: dict | Callable | None 
     """
     check_choice("variant", variant, VARIANTS)
     noise = check_positive("noise", noise)
-    Q = _rows("queries", queries)
-    xs = _same_dim(Q.shape[1], X_a=_rows("X_a", X_a, allow_empty=True),
-                   X_b=_rows("X_b", X_b, allow_empty=True))
+    Q = as_rows("queries", queries)
+    xs = check_same_dim(Q.shape[1], X_a=as_rows("X_a", X_a, allow_empty=True),
+                   X_b=as_rows("X_b", X_b, allow_empty=True))
     Xa, Xb = xs["X_a"], xs["X_b"]
-    nc = num_classes if num_classes is not None else _num_classes(Y_a, Y_b)
-    Ya, Yb = _targets("Y_a", Y_a, Xa.shape[0], nc), _targets("Y_b", Y_b, Xb.shape[0], nc)
+    nc = num_classes if num_classes is not None else infer_num_classes(Y_a, Y_b)
+    Ya, Yb = as_targets("Y_a", Y_a, Xa.shape[0], nc), as_targets("Y_b", Y_b, Xb.shape[0], nc)
     if Xa.shape[0] and Xb.shape[0] and Ya.shape[1] != Yb.shape[1]:
         raise ValueError(f"targets must have the same number of outputs, got {Ya.shape[1]} "
                          f"and {Yb.shape[1]}")
@@ -242,17 +246,17 @@ def lood(X_train, Y_train, x_extra, y_extra, queries=None, *,
         ``KL(P_D(Q) || P_D'(Q))``, ``D' = D + extra`` (arXiv 2309.17310). Kernel matrices
         are checked symmetric PSD (``ValueError`` otherwise).
     """
-    Xe = _rows("x_extra", x_extra, allow_empty=True)
+    Xe = as_rows("x_extra", x_extra, allow_empty=True)
     if queries is None:
         if Xe.shape[0] == 0:
             raise ValueError("queries must be given when there is no extra point")
         queries = Xe
-    Xt = _rows("X_train", X_train, allow_empty=True)
-    nc = num_classes if num_classes is not None else _num_classes(Y_train, y_extra)
-    Yt = _targets("Y_train", Y_train, Xt.shape[0], nc)
-    Ye = _targets("y_extra", y_extra, Xe.shape[0], nc)
-    d = _rows("queries", queries).shape[1]
-    xs = _same_dim(d, X_train=Xt, x_extra=Xe)
+    Xt = as_rows("X_train", X_train, allow_empty=True)
+    nc = num_classes if num_classes is not None else infer_num_classes(Y_train, y_extra)
+    Yt = as_targets("Y_train", Y_train, Xt.shape[0], nc)
+    Ye = as_targets("y_extra", y_extra, Xe.shape[0], nc)
+    d = as_rows("queries", queries).shape[1]
+    xs = check_same_dim(d, X_train=Xt, x_extra=Xe)
     k = Yt.shape[1] if Xt.shape[0] else Ye.shape[1]
     if Xt.shape[0] and Xe.shape[0] and Ye.shape[1] != k:
         raise ValueError(f"y_extra must have {k} outputs like Y_train, got {Ye.shape[1]}")
@@ -271,9 +275,9 @@ def lood_per_point(X, Y, *, indices=None, kernel: dict | Callable | None = None,
     """
     check_choice("variant", variant, VARIANTS)
     noise = check_positive("noise", noise)
-    X = _rows("X", X)
-    nc = num_classes if num_classes is not None else _num_classes(Y)
-    Yt = _targets("Y", Y, X.shape[0], nc)
+    X = as_rows("X", X)
+    nc = num_classes if num_classes is not None else infer_num_classes(Y)
+    Yt = as_targets("Y", Y, X.shape[0], nc)
     K = kernel_matrix(kernel, X)
     n = X.shape[0]
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=int).ravel()

@@ -20,10 +20,10 @@ from .._errors import check_choice, check_int, check_positive
 from ._lood import (
     DEFAULT_KERNEL,
     VARIANTS,
-    _num_classes,
-    _rows,
-    _same_dim,
-    _targets,
+    as_rows,
+    as_targets,
+    check_same_dim,
+    infer_num_classes,
     kernel_matrix,
 )
 
@@ -73,13 +73,13 @@ def optimise_queries(X_train, Y_train, x_extra, y_extra, init_queries, *,
     noise = check_positive("noise", noise)
     steps = check_int("steps", steps)
     lr = check_positive("lr", lr)
-    Q0 = _rows("init_queries", init_queries)
-    xs = _same_dim(Q0.shape[1], X_train=_rows("X_train", X_train, allow_empty=True),
-                   x_extra=_rows("x_extra", x_extra))
+    Q0 = as_rows("init_queries", init_queries)
+    xs = check_same_dim(Q0.shape[1], X_train=as_rows("X_train", X_train, allow_empty=True),
+                   x_extra=as_rows("x_extra", x_extra))
     Xt, Xe = xs["X_train"], xs["x_extra"]
-    nc = num_classes if num_classes is not None else _num_classes(Y_train, y_extra)
-    Ye = _targets("y_extra", y_extra, Xe.shape[0], nc)
-    Yt = _targets("Y_train", Y_train, Xt.shape[0], nc).reshape(-1, Ye.shape[1])
+    nc = num_classes if num_classes is not None else infer_num_classes(Y_train, y_extra)
+    Ye = as_targets("y_extra", y_extra, Xe.shape[0], nc)
+    Yt = as_targets("Y_train", Y_train, Xt.shape[0], nc).reshape(-1, Ye.shape[1])
     kfun = kernel if callable(kernel) else torch_nngp_kernel(kernel)
     # PSD check of the kernel on every input involved at the start (numpy Gram).
     kernel_matrix(kernel if kernel is not None else DEFAULT_KERNEL,

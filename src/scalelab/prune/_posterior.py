@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._layers import DENSE_BUFFER
-from ._stochastic import _stochastic_layers
+from ._stochastic import stochastic_layers
 
 _STOCHASTIC_KEYS = ("weight_orig", "weight_logit", "weight_log_sigma", "weight_mask")
 
@@ -69,7 +69,7 @@ def _fixed_state(model: nn.Module, names: set[str]) -> dict[str, torch.Tensor]:
 
 def mask_distribution(model: nn.Module) -> MaskDistribution:
     """Snapshot the distribution the model's stochastic masks define (see the module doc)."""
-    layers = _stochastic_layers(model)
+    layers = stochastic_layers(model)
     gaussian = [hasattr(m, "weight_log_sigma") for _, m in layers]
     if any(gaussian) and not all(gaussian):
         raise ValueError("some layers have Gaussian weights and some do not; use one kind")
@@ -88,7 +88,7 @@ def mask_distribution(model: nn.Module) -> MaskDistribution:
 @torch.no_grad()
 def load_mask_distribution_(model: nn.Module, dist: MaskDistribution) -> nn.Module:
     """Set the model's logits, weights (and log standard deviations) to a snapshot's."""
-    layers = _stochastic_layers(model)
+    layers = stochastic_layers(model)
     if {n for n, _ in layers} != set(dist.logits):
         raise ValueError("the distribution's layers do not match the model's stochastic layers")
     if (dist.log_sigma is None) != (not hasattr(layers[0][1], "weight_log_sigma")):
@@ -117,7 +117,7 @@ def mask_kl(model: nn.Module, prior: MaskDistribution, *, check: bool = True) ->
     ``ValueError``. ``check=False`` skips that comparison of the deterministic weights (a
     training loop that has checked once and keeps them frozen).
     """
-    layers = _stochastic_layers(model)
+    layers = stochastic_layers(model)
     if {n for n, _ in layers} != set(prior.logits):
         raise ValueError("the prior's layers do not match the model's stochastic layers")
     gaussian = hasattr(layers[0][1], "weight_log_sigma")

@@ -382,7 +382,8 @@ def _uninstall(module: nn.Module) -> None:
     unmask_(module)
 
 
-def _stochastic_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def stochastic_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The prunable layers of ``model``, all of which must carry a stochastic mask."""
     layers = prunable_layers(model)
     plain = [n for n, m in layers if not is_stochastic(m)]
     if plain:
@@ -391,9 +392,11 @@ def _stochastic_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+
+
 def remove_stochastic_masks_(model: nn.Module) -> dict[str, torch.Tensor]:
     """Remove every stochastic mask, leaving the dense weights; return the logits (detached)."""
-    layers = _stochastic_layers(model)
+    layers = stochastic_layers(model)
     logits = {n: m.weight_logit.detach().clone() for n, m in layers}
     for _, m in layers:
         _uninstall(m)
@@ -428,7 +431,7 @@ def sampled_network(model: nn.Module, generator: torch.Generator | None = None) 
     Gaussian), in eval and training mode alike, without gradients; on exit each forward
     draws again. Used to evaluate one sampled network over many batches.
     """
-    layers = _stochastic_layers(model)
+    layers = stochastic_layers(model)
     methods = [_hooks(m)[0] for _, m in layers]
     try:
         with torch.no_grad():

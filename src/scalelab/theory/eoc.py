@@ -22,7 +22,7 @@ import numpy as np
 
 from ._solve import illinois
 from .activations import Activation, as_activation
-from .maps import RELU_LIKE_Q, _attracts, _values, fixed_points
+from .maps import RELU_LIKE_Q, check_values, fixed_point_attracts, fixed_points
 
 #: Default sigma_b of smooth activations; ReLU-like ones use 0. SiLU and GELU get larger
 #: values because their EOC fixed point repels below sigma_b ~ 0.73 and ~ 0.41.
@@ -146,7 +146,7 @@ def _points(a: Activation, sigma_bs: np.ndarray) -> list[EOCPoint | None]:
             continue
         sw = math.sqrt(1.0 / di)
         pts.append(EOCPoint(sigma_b=float(sb), sigma_w=sw, q=float(qi), chi1=float(sw**2 * di),
-                            stable=_attracts(a, sw, float(sb), float(qi), float(si))))
+                            stable=fixed_point_attracts(a, sw, float(sb), float(qi), float(si))))
     return pts
 
 
@@ -171,7 +171,7 @@ def edge_of_chaos(act, sigma_b: float | None = None) -> EOCPoint:
     arXiv 1902.06853, section 3 (EOC), Proposition 1 (ReLU-like).
     """
     a = as_activation(act)
-    sb = default_sigma_b(a) if sigma_b is None else float(_values("sigma_b", sigma_b, lo=0.0))
+    sb = default_sigma_b(a) if sigma_b is None else float(check_values("sigma_b", sigma_b, lo=0.0))
     pt = _points(a, np.array([sb]))[0]
     if pt is None:
         raise _no_solution(a, sb)
@@ -184,7 +184,7 @@ def eoc_curve(act, sigma_bs, *, skip_missing: bool = False) -> list[EOCPoint]:
     A sigma_b without a solution is a ValueError, or is left out with ``skip_missing=True``.
     """
     a = as_activation(act)
-    sbs = np.atleast_1d(_values("sigma_bs", sigma_bs, lo=0.0)).reshape(-1)
+    sbs = np.atleast_1d(check_values("sigma_bs", sigma_bs, lo=0.0)).reshape(-1)
     out = []
     for sb, pt in zip(sbs, _points(a, sbs), strict=True):
         if pt is None and not skip_missing:
@@ -209,8 +209,8 @@ def phase_point(act, sigma_w: float, sigma_b: float, *, tol: float = 1e-6) -> Ph
         fixed point exists at chi1 = 1; q is then NaN). arXiv 1902.06853.
     """
     a = as_activation(act)
-    sw = float(_values("sigma_w", sigma_w, lo=0.0, open_lo=True))
-    sb = float(_values("sigma_b", sigma_b, lo=0.0))
+    sw = float(check_values("sigma_w", sigma_w, lo=0.0, open_lo=True))
+    sb = float(check_values("sigma_b", sigma_b, lo=0.0))
     q = float(fixed_points(a, sw, sb))
     at = RELU_LIKE_Q if a.relu_like else q
     c1 = math.nan if math.isnan(at) else sw**2 * float(a.mean_dsq(at))
@@ -237,8 +237,8 @@ def phase(act, sigma_w: float, sigma_b: float, *, tol: float = 1e-6) -> str:
 def phase_diagram(act, sigma_bs, sigma_ws) -> PhaseDiagram:
     """chi1 (at the fixed point reached from q0 = 1) on the grid ``sigma_ws x sigma_bs``."""
     a = as_activation(act)
-    sbs = np.atleast_1d(_values("sigma_bs", sigma_bs, lo=0.0)).reshape(-1)
-    sws = np.atleast_1d(_values("sigma_ws", sigma_ws, lo=0.0, open_lo=True)).reshape(-1)
+    sbs = np.atleast_1d(check_values("sigma_bs", sigma_bs, lo=0.0)).reshape(-1)
+    sws = np.atleast_1d(check_values("sigma_ws", sigma_ws, lo=0.0, open_lo=True)).reshape(-1)
     sw_g, sb_g = np.meshgrid(sws, sbs, indexing="ij")
     q = np.asarray(fixed_points(a, sw_g, sb_g), dtype=float)
     c1 = np.full(q.shape, np.nan)

@@ -43,7 +43,7 @@ from .._errors import check_int, check_positive
 from .activations import Activation, as_activation
 
 
-def _inputs(X) -> np.ndarray:
+def as_inputs(X) -> np.ndarray:
     """``X`` as a float array (n, d): one input per row (a 1-D array is one input)."""
     try:
         arr = np.asarray(X, dtype=float)
@@ -58,6 +58,8 @@ def _inputs(X) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError("X must contain only finite numbers, got nan or inf")
     return arr
+
+
 
 
 #: Pairs per thread below which one thread is faster (see :func:`_pairs`).
@@ -181,7 +183,7 @@ def mlp_layers(act, sigma_w: float, sigma_b: float, depth: int, X, *,
     sw = check_positive("sigma_w", sigma_w)
     sb = check_positive("sigma_b", sigma_b, allow_zero=True)
     depth = check_int("depth", depth)
-    X = _inputs(X)
+    X = as_inputs(X)
 
     def layers():
         K = sb**2 + sw**2 * (X @ X.T) / X.shape[1]
@@ -258,7 +260,7 @@ def resnet_layers(act, depth: int | None, X, *, scales: Sequence[float] | None =
     """
     a = as_activation(act)
     depth, weights = branch_weights(depth, scales)
-    X = _inputs(X)
+    X = as_inputs(X)
 
     def layers():
         Q = (X @ X.T) / X.shape[1]
@@ -321,7 +323,7 @@ def depth_limit(a: Activation, depth: int | None, X, *, scales=None, rtol: float
     if depth is not None:
         check_int("depth", depth)
     rtol = check_positive("rtol", rtol)
-    X = _inputs(X)
+    X = as_inputs(X)
     return _solve_depth_ode(a, (X @ X.T) / X.shape[1], rtol, ntk)
 
 

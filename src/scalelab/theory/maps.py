@@ -35,8 +35,8 @@ class FixedPoint:
     stable: bool
 
 
-def _values(name: str, value, *, lo: float | None = None, hi: float | None = None,
-            open_lo: bool = False) -> np.ndarray:
+def check_values(name: str, value, *, lo: float | None = None, hi: float | None = None,
+                 open_lo: bool = False) -> np.ndarray:
     """``value`` as a float array; a ValueError naming ``name`` if any entry is out of range."""
     try:
         arr = np.asarray(value, dtype=float)
@@ -56,6 +56,8 @@ def _values(name: str, value, *, lo: float | None = None, hi: float | None = Non
     return arr
 
 
+
+
 def _out(x):
     return float(x) if np.ndim(x) == 0 else x
 
@@ -70,17 +72,17 @@ def variance_map(act, sigma_w, sigma_b, q):
     arXiv 1902.06853 (Poole et al. 2016).
     """
     a = as_activation(act)
-    sw, sb = _values("sigma_w", sigma_w, lo=0.0, open_lo=True), _values("sigma_b", sigma_b, lo=0.0)
-    q = _values("q", q, lo=0.0)
+    sw, sb = check_values("sigma_w", sigma_w, lo=0.0, open_lo=True), check_values("sigma_b", sigma_b, lo=0.0)
+    q = check_values("q", q, lo=0.0)
     return _out(sb**2 + sw**2 * a.mean_sq(q))
 
 
 def variance_map_slope(act, sigma_w, sigma_b, q):
     """d q' / d q = sigma_w^2 d/dq E[phi(sqrt(q) Z)^2] (``sigma_b`` does not enter)."""
     a = as_activation(act)
-    sw = _values("sigma_w", sigma_w, lo=0.0, open_lo=True)
-    _values("sigma_b", sigma_b, lo=0.0)
-    return _out(sw**2 * a.dmean_sq(_values("q", q, lo=0.0)))
+    sw = check_values("sigma_w", sigma_w, lo=0.0, open_lo=True)
+    check_values("sigma_b", sigma_b, lo=0.0)
+    return _out(sw**2 * a.dmean_sq(check_values("q", q, lo=0.0)))
 
 
 def correlation_map(act, sigma_w, sigma_b, q, c):
@@ -91,7 +93,7 @@ def correlation_map(act, sigma_w, sigma_b, q, c):
     so 1 - c' keeps its relative accuracy as c -> 1.
     """
     return _out(1.0 - correlation_gap_map(act, sigma_w, sigma_b, q,
-                                          1.0 - _values("c", c, lo=-1.0, hi=1.0)))
+                                          1.0 - check_values("c", c, lo=-1.0, hi=1.0)))
 
 
 def correlation_gap_map(act, sigma_w, sigma_b, q, gap):
@@ -101,9 +103,9 @@ def correlation_gap_map(act, sigma_w, sigma_b, q, gap):
     machine epsilon relative to 1 (useful for the polynomial convergence on the EOC).
     """
     a = as_activation(act)
-    sw, sb = _values("sigma_w", sigma_w, lo=0.0, open_lo=True), _values("sigma_b", sigma_b, lo=0.0)
-    q = _values("q", q, lo=0.0)
-    gap = _values("gap", gap, lo=0.0, hi=2.0)
+    sw, sb = check_values("sigma_w", sigma_w, lo=0.0, open_lo=True), check_values("sigma_b", sigma_b, lo=0.0)
+    q = check_values("q", q, lo=0.0)
+    gap = check_values("gap", gap, lo=0.0, hi=2.0)
     q_next = sb**2 + sw**2 * a.mean_sq(q)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = sw**2 * a.gap(q, 1.0 - gap) / q_next
@@ -113,8 +115,8 @@ def correlation_gap_map(act, sigma_w, sigma_b, q, gap):
 def correlation_map_slope(act, sigma_w, sigma_b, q, c):
     """dc'/dc = sigma_w^2 E[phi'(U) phi'(V)] * q / q' (equal to chi1 at a fixed point, c = 1)."""
     a = as_activation(act)
-    sw, sb = _values("sigma_w", sigma_w, lo=0.0, open_lo=True), _values("sigma_b", sigma_b, lo=0.0)
-    q, c = _values("q", q, lo=0.0), _values("c", c, lo=-1.0, hi=1.0)
+    sw, sb = check_values("sigma_w", sigma_w, lo=0.0, open_lo=True), check_values("sigma_b", sigma_b, lo=0.0)
+    q, c = check_values("q", q, lo=0.0), check_values("c", c, lo=-1.0, hi=1.0)
     return _out(sw**2 * a.dpair(q, q, c) * q / (sb**2 + sw**2 * a.mean_sq(q)))
 
 
@@ -129,9 +131,9 @@ def _pl_fixed(a: Activation, sw, sb, q0):
 def fixed_points(act, sigma_w, sigma_b, q0=1.0) -> np.ndarray:
     """Vectorised :func:`fixed_point`: the q* reached from ``q0``, NaN where it diverges."""
     a = as_activation(act)
-    sw, sb, q0 = np.broadcast_arrays(_values("sigma_w", sigma_w, lo=0.0, open_lo=True),
-                                     _values("sigma_b", sigma_b, lo=0.0),
-                                     _values("q0", q0, lo=0.0, open_lo=True))
+    sw, sb, q0 = np.broadcast_arrays(check_values("sigma_w", sigma_w, lo=0.0, open_lo=True),
+                                     check_values("sigma_b", sigma_b, lo=0.0),
+                                     check_values("q0", q0, lo=0.0, open_lo=True))
     shape = sw.shape
     if a.relu_like:
         return _out(_pl_fixed(a, sw, sb, q0))
@@ -192,7 +194,7 @@ def fixed_point(act, sigma_w: float, sigma_b: float, q0: float = 1.0) -> FixedPo
         raise ValueError(f"the variance map diverges from q0={q0!r} for act={a.name!r}, "
                          f"sigma_w={sw!r}, sigma_b={sb!r}: no finite fixed point")
     slope = float(variance_map_slope(a, sw, sb, q))
-    return FixedPoint(q=q, slope=slope, stable=_attracts(a, sw, sb, q, slope))
+    return FixedPoint(q=q, slope=slope, stable=fixed_point_attracts(a, sw, sb, q, slope))
 
 
 #: The q at which q-dependent maps are evaluated for a ReLU-like activation when no q is
@@ -202,13 +204,18 @@ def fixed_point(act, sigma_w: float, sigma_b: float, q0: float = 1.0) -> FixedPo
 RELU_LIKE_Q = 1.0
 
 
-def _attracts(a: Activation, sw: float, sb: float, q: float, slope: float) -> bool:
+def fixed_point_attracts(a: Activation, sw: float, sb: float, q: float, slope: float) -> bool:
+    """Whether the fixed point ``q`` of the variance map (with ``slope`` there) attracts: slope
+    < 1, or at slope 1 the map falls below the diagonal just above ``q`` (ReLU-like: neutral,
+    counted as attracting)."""
     if abs(slope - 1.0) > 1e-9:
         return slope < 1.0
     if a.relu_like:
         return True  # every q is fixed and chi1 does not depend on q: neutral, kept
     h = 1e-3 * max(q, 1e-3)
     return bool(variance_map(a, sw, sb, q + h) < q + h)
+
+
 
 
 def chi1(act, sigma_w, sigma_b, q=None):
@@ -218,11 +225,11 @@ def chi1(act, sigma_w, sigma_b, q=None):
     chi1 does not depend on q (and no fixed point is needed). Vectorised when ``q`` is given.
     """
     a = as_activation(act)
-    sw = _values("sigma_w", sigma_w, lo=0.0, open_lo=True)
-    _values("sigma_b", sigma_b, lo=0.0)
+    sw = check_values("sigma_w", sigma_w, lo=0.0, open_lo=True)
+    check_values("sigma_b", sigma_b, lo=0.0)
     if q is None:
         q = RELU_LIKE_Q if a.relu_like else fixed_point(a, float(sigma_w), float(sigma_b)).q
-    return _out(sw**2 * a.mean_dsq(_values("q", q, lo=0.0)))
+    return _out(sw**2 * a.mean_dsq(check_values("q", q, lo=0.0)))
 
 
 def correlation_fixed_point(act, sigma_w: float, sigma_b: float, q: float) -> tuple[float, float]:

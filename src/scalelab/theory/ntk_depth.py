@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .activations import as_activation
-from .kernels import _inputs, mlp_layers
+from .kernels import as_inputs, mlp_layers
 from .ntk import resnet_ntk
 
 #: Distances at or below this are rounding noise and are left out of the decay fits: 1e-12
@@ -186,7 +186,7 @@ def _summaries(T: np.ndarray, limit, depth: int) -> tuple[float, float, float]:
 
 
 def _check_pairs(X) -> np.ndarray:
-    X = _inputs(X)
+    X = as_inputs(X)
     if X.shape[0] < 2:
         raise ValueError(f"X must hold at least 2 inputs (a depth profile compares pairs), "
                          f"got {X.shape[0]}")

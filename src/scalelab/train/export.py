@@ -133,11 +133,11 @@ def load_run(run: str | Path, *, device: str | None = None) -> LoadedRun:
         AutoTokenizer,
     )
 
-    from ..data.models import _quiet_transformers
+    from ..data.models import quiet_transformers
 
     folder, run_folder = find_adapter(run)
     config, doc = _run_config(run_folder)
-    _quiet_transformers()
+    quiet_transformers()
     tok = AutoTokenizer.from_pretrained(str(folder))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.sep_token

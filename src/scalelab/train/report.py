@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._errors import check_out_dir
 from .._utils import to_jsonable
 from .config import FinetuneConfig, variant_config
 
@@ -104,9 +105,7 @@ def compare(config: FinetuneConfig, variants: Sequence[str], out_dir: str | Path
     from .run import RUN_FILE, FinetuneRun, run_config_yaml
     from .setup import check_inputs, make_accelerator, resolve_precision
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory, got a file: {str(out)!r}")
+    out = check_out_dir("out", out_dir)
     inputs = check_inputs(config)
     acc = accelerator if accelerator is not None else make_accelerator()
     plans = []

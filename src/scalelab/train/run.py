@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import ScalelabWarning
+from .._errors import ScalelabWarning, check_out_dir
 from .._progress import progress_enabled
 from .._utils import seed_everything, to_jsonable
 from .batches import (
@@ -211,8 +211,7 @@ class FinetuneRun:
         self.model_location = self.source.location()
         self.meta = None
         if self.out is not None:
-            if self.out.exists() and not self.out.is_dir():
-                raise ValueError(f"out must be a directory, got a file: {str(self.out)!r}")
+            check_out_dir("out", self.out)
             meta = None if overwrite else read_meta(self.out)  # raises if unreadable
             if meta is not None and not resume:
                 raise ValueError(
