@@ -91,7 +91,9 @@ def test_slope_helpers_have_one_home():
     the true exponent on noisy data about 95% of the time, and the old import paths are the
     same objects."""
     import math
+
     import numpy as np
+
     from scalelab.experiments import _common, _lora_toy_common, _width_analysis
     x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
     y = 3.0 * x**-0.5
