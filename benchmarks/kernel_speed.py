@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalelab.experiments._ntk_common import digit_split
+from scalelab.experiments.ntk_setup import digit_split
 from scalelab.theory import nngp_kernel, ntk_kernel
 
 SW, SB, DEPTH, N = 1.4, 0.1, 100, 500
@@ -55,7 +55,7 @@ print(repr(out), jax.__version__)
 _EMPIRICAL = """
 import resource, time, torch
 from scalelab.diagnostics import empirical_ntk
-from scalelab.experiments._ntk_common import digit_split
+from scalelab.experiments.ntk_setup import digit_split
 from scalelab.nn import NTKMLP
 torch.manual_seed(0)
 x = torch.from_numpy(digit_split(200, 0, 0).x).float()

@@ -7,9 +7,7 @@ in :mod:`scalelab.nn`, LoRA+ in :mod:`scalelab.lora`, pictures in :mod:`scalelab
 
 from __future__ import annotations
 
-from ._errors import ScalelabWarning as ScalelabWarning
-
-# Signal propagation (scalelab.theory, issue 4).
+from .errors import ScalelabWarning as ScalelabWarning
 from .theory import EOCPoint as EOCPoint
 from .theory import FixedPoint as FixedPoint
 from .theory import chi1 as chi1
@@ -19,24 +17,17 @@ from .theory import edge_of_chaos as edge_of_chaos
 from .theory import eoc_curve as eoc_curve
 from .theory import fixed_point as fixed_point
 from .theory import get_activation as get_activation
+from .theory import nngp_kernel as nngp_kernel
+from .theory import ntk_kernel as ntk_kernel
 from .theory import phase as phase
+from .theory import resnet_kernel as resnet_kernel
+from .theory import resnet_ntk as resnet_ntk
 from .theory import variance_map as variance_map
 
+__all__ = [
+    "__version__", "chi1", "correlation_map", "depth_scales", "edge_of_chaos", "eoc_curve",
+    "EOCPoint", "fixed_point", "FixedPoint", "get_activation", "nngp_kernel", "ntk_kernel",
+    "phase", "resnet_kernel", "resnet_ntk", "ScalelabWarning", "variance_map",
+]
+
 __version__ = "0.1.0"
-
-__all__ = ["ScalelabWarning", "__version__"]
-__all__ += ["EOCPoint", "FixedPoint", "chi1", "correlation_map", "depth_scales",
-            "edge_of_chaos", "eoc_curve", "fixed_point", "get_activation", "phase",
-            "variance_map"]
-
-# Kernels (scalelab.theory.kernels, issue 7).
-from .theory import nngp_kernel as nngp_kernel  # noqa: E402
-from .theory import resnet_kernel as resnet_kernel  # noqa: E402
-
-__all__ += ["nngp_kernel", "resnet_kernel"]
-
-# Neural tangent kernels (scalelab.theory.ntk, issue 16).
-from .theory import ntk_kernel as ntk_kernel  # noqa: E402
-from .theory import resnet_ntk as resnet_ntk  # noqa: E402
-
-__all__ += ["ntk_kernel", "resnet_ntk"]

@@ -11,24 +11,24 @@ On networks (torch, with :mod:`scalelab.prune`'s stochastic masks): :func:`certi
 Papers: arXiv 2110.11804; Maurer 2004; Dziugaite & Roy, arXiv 1703.11008.
 """
 
-from ._certify import Certificate as Certificate
-from ._certify import certify as certify
-from ._certify import distribution_kl as distribution_kl
-from ._certify import sampled_errors as sampled_errors
-from ._kl import kl_bernoulli as kl_bernoulli
-from ._kl import kl_bernoulli_logits as kl_bernoulli_logits
-from ._kl import kl_inverse as kl_inverse
-from ._pac_bayes import CATONI_GRID as CATONI_GRID
-from ._pac_bayes import catoni_bound as catoni_bound
-from ._pac_bayes import complexity as complexity
-from ._pac_bayes import maurer_bound as maurer_bound
-from ._pac_bayes import mcallester_bound as mcallester_bound
-from ._pac_bayes import sample_convergence_bound as sample_convergence_bound
-from ._self_bounded import BOUND_FORMS as BOUND_FORMS
-from ._self_bounded import BoundTraining as BoundTraining
-from ._self_bounded import bound_surrogate as bound_surrogate
-from ._self_bounded import bounded_cross_entropy as bounded_cross_entropy
-from ._self_bounded import train_with_bound as train_with_bound
+from .certificates import Certificate as Certificate
+from .certificates import certify as certify
+from .certificates import distribution_kl as distribution_kl
+from .certificates import sampled_errors as sampled_errors
+from .kl import kl_bernoulli as kl_bernoulli
+from .kl import kl_bernoulli_logits as kl_bernoulli_logits
+from .kl import kl_inverse as kl_inverse
+from .pac_bayes import CATONI_GRID as CATONI_GRID
+from .pac_bayes import catoni_bound as catoni_bound
+from .pac_bayes import complexity as complexity
+from .pac_bayes import maurer_bound as maurer_bound
+from .pac_bayes import mcallester_bound as mcallester_bound
+from .pac_bayes import sample_convergence_bound as sample_convergence_bound
+from .self_bounded import BOUND_FORMS as BOUND_FORMS
+from .self_bounded import BoundTraining as BoundTraining
+from .self_bounded import bound_surrogate as bound_surrogate
+from .self_bounded import bounded_cross_entropy as bounded_cross_entropy
+from .self_bounded import train_with_bound as train_with_bound
 
 __all__ = ["BOUND_FORMS", "BoundTraining", "CATONI_GRID", "Certificate", "bound_surrogate",
            "bounded_cross_entropy", "catoni_bound", "certify", "complexity",

@@ -14,7 +14,7 @@ import warnings
 import typer
 
 from .. import __version__
-from .._errors import ScalelabWarning
+from ..errors import ScalelabWarning
 
 _default_showwarning = warnings.showwarning
 

@@ -50,11 +50,11 @@ def certify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON alone on "
                                  "stdout."),
 ) -> None:
-    from .._errors import check_choice, check_fraction, check_int, check_positive
     from .._utils import seed_everything, to_jsonable
     from ..bounds import BOUND_FORMS, certify, train_with_bound
     from ..data import load_digits
-    from ..experiments._stochastic_common import (
+    from ..errors import check_choice, check_fraction, check_int, check_positive
+    from ..experiments.stochastic_setup import (
         MaskProtocol,
         digits_mlp,
         finetune_masks,

@@ -30,7 +30,7 @@ _THEORY_INPUTS = 16  # = diagnostics.PROFILE_INPUTS (kept literal: --help import
 def _data(name: str, batch: int, in_dim: int, classes: int, seed: int):
     import torch
 
-    from .._errors import check_choice, check_int
+    from ..errors import check_choice, check_int
 
     check_choice("data", name, ("digits", "mnist", "gaussian"))
     batch = check_int("batch", batch, minimum=2)
@@ -93,9 +93,9 @@ def diagnose(
                              "same numbers."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON on stdout."),
 ) -> None:
-    from .._errors import check_out_dir
     from .._utils import seed_everything, to_jsonable
     from ..diagnostics import diagnose_network
+    from ..errors import check_out_dir
     from ..plots import plot_alignment, plot_output_field, plot_profile
 
     out = check_out_dir("--out", out)

@@ -103,8 +103,8 @@ def phase(
     """
     import numpy as np
 
-    from .._errors import check_int, check_positive
     from .._utils import to_jsonable
+    from ..errors import check_int, check_positive
     from ..theory import phase_diagram, phase_point
 
     a = _activation(act, param)

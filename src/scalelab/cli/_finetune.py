@@ -118,7 +118,7 @@ def finetune_cmd(
     as_json: bool = _opt(None, "--json", help="Print run.json (or report.json) alone on stdout."),
 ) -> None:
     given = {k: v for k, v in locals().items() if v is not None and k != "config_file"}
-    from .._errors import check_out_dir
+    from ..errors import check_out_dir
     from ..train.config import RUN_OPTIONS, FinetuneConfig, parse_variants, read_config_file
 
     if "as_json" in given:

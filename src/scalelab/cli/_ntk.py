@@ -51,10 +51,10 @@ def ntk(
                               "semi-log; condition number) to this PNG."),
     seed: int = typer.Option(0, "--seed", help="Seed of the digit sample."),
 ) -> None:
-    from .._errors import check_int
     from .._progress import track
     from .._utils import to_jsonable
-    from ..experiments._ntk_common import digit_inputs
+    from ..errors import check_int
+    from ..experiments.ntk_setup import digit_inputs
     from ..theory import default_sigma_b, edge_of_chaos, ntk_depth_profile
     from ..theory import resnet_ntk_depth_profile as resnet_profile
 

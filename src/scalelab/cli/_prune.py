@@ -76,9 +76,9 @@ def prune_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON alone on "
                                  "stdout."),
 ) -> None:
-    from .._errors import ScalelabWarning, check_choice, check_int
     from .._utils import seed_everything, to_jsonable
     from ..data import load_digits
+    from ..errors import ScalelabWarning, check_choice, check_int
     from ..nn import MODEL_FAMILIES, build_model
     from ..prune import prune_at_init
 
@@ -143,8 +143,8 @@ def _stochastic(net, data, sparsity: float, *, scope: str, start: str, pretrain_
                 mask_steps: int, mask_lr: float, estimator: str, temperature: float,
                 batch_size: int, seed: int):
     """Pretrain, start mask, fine-tune stochastic masks, threshold: (report, numbers)."""
-    from .._errors import check_int
-    from ..experiments._stochastic_common import (
+    from ..errors import check_int
+    from ..experiments.stochastic_setup import (
         error,
         masked_error,
         start_masks,

@@ -61,8 +61,8 @@ def prune_data(
     """
     import numpy as np
 
-    from .._errors import check_choice
     from ..data import read_feature_table
+    from ..errors import check_choice
     from ..prune.data import (
         CALIBRATIONS,
         METHODS,

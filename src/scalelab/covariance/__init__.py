@@ -14,31 +14,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._cleaners import CLEANING_METHODS as CLEANING_METHODS
-from ._cleaners import clean_correlation as clean_correlation
-from ._cleaners import clip_eigenvalues as clip_eigenvalues
-from ._cleaners import ledoit_wolf_intensity as ledoit_wolf_intensity
-from ._cleaners import rie_eigenvalues as rie_eigenvalues
-from ._matrix import check_correlation_input as check_correlation_input
-from ._matrix import check_square_symmetric as check_square_symmetric
-from ._matrix import is_correlation_matrix as is_correlation_matrix
-from ._matrix import project_to_correlation as project_to_correlation
-from ._matrix import sample_correlation as sample_correlation
-from ._portfolio import min_variance_weights as min_variance_weights
-from ._portfolio import out_of_sample_risk_ratio as out_of_sample_risk_ratio
-from ._portfolio import portfolio_risk as portfolio_risk
-from ._rmt import bbp_threshold as bbp_threshold
-from ._rmt import debias_top_eigenvalue as debias_top_eigenvalue
-from ._rmt import marchenko_pastur_density as marchenko_pastur_density
-from ._rmt import marchenko_pastur_edges as marchenko_pastur_edges
-from ._rmt import spiked_top_eigenvalue as spiked_top_eigenvalue
-from ._simulate import factor_correlation as factor_correlation
-from ._simulate import random_factor_loadings as random_factor_loadings
-from ._simulate import simulate_factor_model as simulate_factor_model
-from ._simulate import simulate_spiked_samples as simulate_spiked_samples
+from .cleaners import CLEANING_METHODS as CLEANING_METHODS
+from .cleaners import clean_correlation as clean_correlation
+from .cleaners import clip_eigenvalues as clip_eigenvalues
+from .cleaners import ledoit_wolf_intensity as ledoit_wolf_intensity
+from .cleaners import rie_eigenvalues as rie_eigenvalues
+from .matrix import check_correlation_input as check_correlation_input
+from .matrix import check_square_symmetric as check_square_symmetric
+from .matrix import is_correlation_matrix as is_correlation_matrix
+from .matrix import project_to_correlation as project_to_correlation
+from .matrix import sample_correlation as sample_correlation
+from .portfolio import min_variance_weights as min_variance_weights
+from .portfolio import out_of_sample_risk_ratio as out_of_sample_risk_ratio
+from .portfolio import portfolio_risk as portfolio_risk
+from .rmt import bbp_threshold as bbp_threshold
+from .rmt import debias_top_eigenvalue as debias_top_eigenvalue
+from .rmt import marchenko_pastur_density as marchenko_pastur_density
+from .rmt import marchenko_pastur_edges as marchenko_pastur_edges
+from .rmt import spiked_top_eigenvalue as spiked_top_eigenvalue
+from .simulate import factor_correlation as factor_correlation
+from .simulate import random_factor_loadings as random_factor_loadings
+from .simulate import simulate_factor_model as simulate_factor_model
+from .simulate import simulate_spiked_samples as simulate_spiked_samples
 
 if TYPE_CHECKING:
-    from ._autoencoder import DenoisingAutoencoderCleaner as DenoisingAutoencoderCleaner
+    from .autoencoder import DenoisingAutoencoderCleaner as DenoisingAutoencoderCleaner
 
 __all__ = [
     "CLEANING_METHODS",
@@ -66,7 +66,7 @@ __all__ = [
     "spiked_top_eigenvalue",
 ]
 
-_LAZY = {"DenoisingAutoencoderCleaner": "._autoencoder"}
+_LAZY = {"DenoisingAutoencoderCleaner": ".autoencoder"}
 
 
 def __getattr__(name: str) -> Any:

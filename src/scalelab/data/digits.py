@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._errors import check_choice, check_fraction
+from ..errors import check_choice, check_fraction
 
 if TYPE_CHECKING:
     import torch

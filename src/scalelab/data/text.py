@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import check_int
+from ..errors import check_int
 from .tables import index_labels, read_table
 
 TEXT_DATASETS = ("tweets", "bbc", "chat")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._registry import Context
+from .registry import Context
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_int, check_positive
 from ._common import loglog_slope as loglog_slope  # its home is _common
 
 INITS = ("A", "B")

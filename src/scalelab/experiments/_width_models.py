@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import check_int
+from ..errors import check_int
 
 #: Bump when the code below changes the numbers (it is part of every cache key).
 CODE_VERSION = 1

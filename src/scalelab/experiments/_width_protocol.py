@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import check_int
+from ..errors import check_int
 from ._width_models import PretrainSpec, pretrained_encoder, pretraining_corpus
 from ._width_runs import RunSpec, cached_run, read_cached
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_int, check_positive
 from ._width_models import (
     HELD_OUT_TWEETS,
     PretrainSpec,

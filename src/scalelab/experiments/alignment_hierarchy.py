@@ -20,7 +20,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import loglog_fit, seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 ACT = "relu"
 MARGIN = 0.01

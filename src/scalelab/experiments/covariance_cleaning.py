@@ -24,7 +24,7 @@ from ..covariance import (
     spiked_top_eigenvalue,
 )
 from ._common import seeds_for, sized, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 CLEANERS = ("sample", "clip", "ledoit-wolf", "rie", "autoencoder")
 #: "removes most of the bias": at least this fraction of the mean relative bias goes

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 ALPHA = 0.5
 TOL = 0.01  # accuracy differences below one point count as ties

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 PARAMS = ("SP", "Depth-muP")
 STAYS, DRIFTS = 0.2, 0.3  # decades of optimal lr across the depth range

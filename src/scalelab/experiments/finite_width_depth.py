@@ -20,7 +20,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 CRITERION = (
     "With bootstrap 95% intervals over nets: (D) at the smallest width, the Gaussian deficit "

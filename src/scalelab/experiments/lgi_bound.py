@@ -17,7 +17,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, sized, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 CLASSES = (3, 5)  # a pair MNIST confuses, so the clean gap still moves with n
 WIDTH = 512

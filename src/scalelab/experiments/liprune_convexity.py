@@ -19,7 +19,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, sized, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 TOL = 0.005  # LiPrune must beat random by more than half an accuracy point in (a)
 STRATEGIES = ("random", "el2n", "liprune", "liprune-importance", "liprune-global")

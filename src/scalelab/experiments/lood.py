@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 RHO_MIN = 0.5
 BOOTSTRAP = 1000

@@ -31,7 +31,7 @@ import numpy as np
 from .._progress import track
 from ._common import loglog_fit, seeds_for, spread
 from ._lora_toy_common import INITS, log_grid, seed_mean_log_loss
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 OPTIMIZER_STEPS = {"sgd": 50, "adam": 100}
 JUDGED = "adam"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 INIT_STEPS = 100  # per run in lora-init-finetune's full mode (3 lrs x 2 inits x 3 seeds)
 INIT_LRS = (1e-3, 3e-3, 1e-2)

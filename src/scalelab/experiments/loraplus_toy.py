@@ -40,7 +40,7 @@ import numpy as np
 from .._progress import track
 from ._common import loglog_fit, seeds_for, spread
 from ._lora_toy_common import log_grid, loglog_slope, seed_mean_log_loss
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 #: the shared lr must be at least this many decades worse than the best pair (2x the loss)
 MIN_GAP_DECADES = math.log10(2.0)

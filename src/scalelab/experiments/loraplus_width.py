@@ -19,9 +19,9 @@ import math
 from typing import Any
 
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
 from ._width_analysis import trends, width_result
 from ._width_protocol import WidthProtocol
+from .registry import Context, Experiment, Outcome, register
 
 #: The full protocol: ~55 min on 2 idle cores with 2 worker processes (docs/lora.md).
 FULL = WidthProtocol(

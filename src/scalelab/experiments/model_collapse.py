@@ -19,7 +19,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 Z_MAX = 5.0  # simulated means within 5 Monte Carlo standard errors of the exact value
 

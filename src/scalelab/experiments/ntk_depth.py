@@ -21,8 +21,8 @@ import math
 import numpy as np
 
 from ._common import loglog_fit, seeds_for, spread
-from ._ntk_common import chance, digit_inputs, digit_split, kernel_regression_accuracy
-from ._registry import Context, Experiment, Outcome, register
+from .ntk_setup import chance, digit_inputs, digit_split, kernel_regression_accuracy
+from .registry import Context, Experiment, Outcome, register
 
 CLAIM = ("In the infinite-width (kernel) regime the normalised NTK of a deep MLP converges with "
          "depth to a trivial kernel that forgets its inputs: exponentially fast in the ordered "

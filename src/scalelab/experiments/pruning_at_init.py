@@ -31,7 +31,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 CHANCE_MARGIN_OK = 0.30  # at least chance + this: the net trains
 MIN_GAIN = 0.10  # the judged gain must be at least this much accuracy ...
@@ -103,7 +103,7 @@ def _train(model, data, sz, seed) -> dict:
 
 
 def _one(config, sparsity, data, batch, sz, seed) -> dict:
-    from .._errors import ScalelabWarning
+    from ..errors import ScalelabWarning
     from ..nn import build_model
     from ..prune import prune_at_init
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 SIGMA_W2 = 2.0  # He initialisation of the ReLU branch
 MODES = ("standard", "stable", "decreasing")

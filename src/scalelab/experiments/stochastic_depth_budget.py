@@ -31,7 +31,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import seeds_for, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 MODES = ("uniform", "linear", "sensemode")
 ARCHS = ("decreasing", "stable")  # the judged network first; the Stable ResNet is the control

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from .._progress import track
 from ._common import seeds_for, sized, spread
-from ._registry import Context, Experiment, Outcome, register
-from ._stochastic_common import (
+from .registry import Context, Experiment, Outcome, register
+from .stochastic_setup import (
     START_METHODS,
     MaskProtocol,
     digits_mlp,

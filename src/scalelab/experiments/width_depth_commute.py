@@ -33,7 +33,7 @@ import numpy as np
 
 from .._progress import track
 from ._common import loglog_fit, spread
-from ._registry import Context, Experiment, Outcome, register
+from .registry import Context, Experiment, Outcome, register
 
 ACT = "relu"
 D_IN = 16

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._find import lora_layers as lora_layers
-from ._groups import DEFAULT_RATIO as DEFAULT_RATIO
-from ._groups import loraplus_param_groups as loraplus_param_groups
-from ._init import init_lora_ as init_lora_
-from ._layers import LoRALinear as LoRALinear
-from ._layers import add_lora as add_lora
-from ._optim import create_loraplus_optimizer as create_loraplus_optimizer
-from ._optim import ignores_group_lr as ignores_group_lr
+from .find import lora_layers as lora_layers
+from .groups import DEFAULT_RATIO as DEFAULT_RATIO
+from .groups import loraplus_param_groups as loraplus_param_groups
+from .init import init_lora_ as init_lora_
+from .layers import LoRALinear as LoRALinear
+from .layers import add_lora as add_lora
+from .optim import create_loraplus_optimizer as create_loraplus_optimizer
+from .optim import ignores_group_lr as ignores_group_lr
 
 if TYPE_CHECKING:
-    from ._trainer import LoraPlusMixin as LoraPlusMixin
-    from ._trainer import LoraPlusTrainer as LoraPlusTrainer
-    from ._trainer import LoraPlusTrainingArguments as LoraPlusTrainingArguments
+    from .trainer import LoraPlusMixin as LoraPlusMixin
+    from .trainer import LoraPlusTrainer as LoraPlusTrainer
+    from .trainer import LoraPlusTrainingArguments as LoraPlusTrainingArguments
 
 _LAZY = ("LoraPlusMixin", "LoraPlusTrainer", "LoraPlusTrainingArguments")
 
@@ -47,9 +47,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import _trainer
+        from . import trainer
 
-        return getattr(_trainer, name)
+        return getattr(trainer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .._errors import check_choice, check_int, check_positive
+from ..errors import check_choice, check_int, check_positive
 
 OPTIMIZERS = ("adam", "sgd")
 WIDTH_RULES = ("auto", "mup", "none")

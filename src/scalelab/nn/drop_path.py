@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._errors import check_fraction
+from ..errors import check_fraction
 
 
 def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False,

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from .._errors import ScalelabWarning, check_positive
+from ..errors import ScalelabWarning, check_positive
 from ..theory import EOCPoint, as_activation, edge_of_chaos
 from .activations import module_activation
 

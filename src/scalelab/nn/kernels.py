@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .._errors import check_int, check_positive
+from ..errors import check_int, check_positive
 
 
 def torch_nngp_kernel(act, sigma_w: float, sigma_b: float, depth: int) -> Callable:

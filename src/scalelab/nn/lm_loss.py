@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._errors import check_choice, check_int
+from ..errors import check_choice, check_int
 
 #: Rows per chunk by default: a (1024, 32000) fp32 chunk of logits is 131 MB.
 DEFAULT_CHUNK_SIZE = 1024

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from .._errors import check_fraction, check_int, check_positive
+from ..errors import check_fraction, check_int, check_positive
 from .activations import activation_module as activation_module  # its home: .activations
 from .residual import ScaledResidual, branch_scales, per_block
 

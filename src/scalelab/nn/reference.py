@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._errors import check_choice, check_int
+from ..errors import check_choice, check_int
 from .activations import activation_module
 from .init import init_eoc_
 from .models import ConvResNet, ResidualMLP

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .._errors import check_choice, check_fraction, check_int, check_positive
+from ..errors import check_choice, check_fraction, check_int, check_positive
 from .drop_path import drop_path
 
 SCALE_MODES = ("standard", "stable", "decreasing", "depth_mup")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .._errors import check_choice, check_fraction, check_int
+from ..errors import check_choice, check_fraction, check_int
 
 SURVIVAL_MODES = ("uniform", "linear", "sensemode")
 

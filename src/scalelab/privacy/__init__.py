@@ -6,17 +6,17 @@ the GP posterior predictives at the queries trained without and with the extra p
 leak the most (torch Adam, imported lazily).
 """
 
-from ._lood import DEFAULT_KERNEL as DEFAULT_KERNEL
-from ._lood import VARIANTS as VARIANTS
-from ._lood import check_psd as check_psd
-from ._lood import gaussian_kl as gaussian_kl
-from ._lood import kernel_matrix as kernel_matrix
-from ._lood import lood as lood
-from ._lood import lood_between as lood_between
-from ._lood import lood_per_point as lood_per_point
-from ._optimise import QueryOptimisation as QueryOptimisation
-from ._optimise import optimise_queries as optimise_queries
-from ._optimise import torch_nngp_kernel as torch_nngp_kernel
+from .lood import DEFAULT_KERNEL as DEFAULT_KERNEL
+from .lood import VARIANTS as VARIANTS
+from .lood import check_psd as check_psd
+from .lood import gaussian_kl as gaussian_kl
+from .lood import kernel_matrix as kernel_matrix
+from .lood import lood as lood
+from .lood import lood_between as lood_between
+from .lood import lood_per_point as lood_per_point
+from .optimise import QueryOptimisation as QueryOptimisation
+from .optimise import optimise_queries as optimise_queries
+from .optimise import torch_nngp_kernel as torch_nngp_kernel
 
 __all__ = ["DEFAULT_KERNEL", "VARIANTS", "QueryOptimisation", "check_psd", "gaussian_kl",
            "kernel_matrix", "lood", "lood_between", "lood_per_point", "optimise_queries",

@@ -12,68 +12,61 @@ weight, on the same ``torch.nn.utils.prune`` machinery, fine-tuned from a determ
 (:func:`train_masks`) and turned back into an exact mask by :func:`threshold_masks_`.
 """
 
-from ._at_init import METHODS as METHODS
-from ._at_init import prune_at_init as prune_at_init
-from ._layers import is_stochastic as is_stochastic
-from ._masks import apply_masks_ as apply_masks_
-from ._masks import prunable_layers as prunable_layers
-from ._masks import topk_masks as topk_masks
-from ._masks import unmask_ as unmask_
-from ._registry import MaskRequest as MaskRequest
-from ._registry import PruneMethod as PruneMethod
-from ._registry import compute_masks as compute_masks
-from ._registry import get_method as get_method
-from ._registry import list_methods as list_methods
-from ._registry import register_method as register_method
-from ._registry import score_method as score_method
-from ._registry import unregister_method as unregister_method
-from ._report import LayerReport as LayerReport
-from ._report import LayerRescale as LayerRescale
-from ._report import PruneReport as PruneReport
-from ._report import mask_report as mask_report
-from ._rescale import record_dense_norms_ as record_dense_norms_
-from ._rescale import rescale_to_eoc_ as rescale_to_eoc_
-from ._scores import grasp_scores as grasp_scores
-from ._scores import magnitude_scores as magnitude_scores
-from ._scores import random_scores as random_scores
-from ._scores import snip_scores as snip_scores
-from ._synflow import synflow_masks as synflow_masks
-from ._synflow import synflow_scores as synflow_scores
+from . import data as data
+from .at_init import METHODS as METHODS
+from .at_init import prune_at_init as prune_at_init
+from .estimators import expected_masked_mse as expected_masked_mse
+from .estimators import local_reparam_linear as local_reparam_linear
+from .estimators import lrt_std as lrt_std
+from .estimators import relaxed_bernoulli as relaxed_bernoulli
+from .layers import is_stochastic as is_stochastic
+from .masks import apply_masks_ as apply_masks_
+from .masks import prunable_layers as prunable_layers
+from .masks import topk_masks as topk_masks
+from .masks import unmask_ as unmask_
+from .posterior import MaskDistribution as MaskDistribution
+from .posterior import load_mask_distribution_ as load_mask_distribution_
+from .posterior import mask_distribution as mask_distribution
+from .posterior import mask_kl as mask_kl
+from .registry import MaskRequest as MaskRequest
+from .registry import PruneMethod as PruneMethod
+from .registry import compute_masks as compute_masks
+from .registry import get_method as get_method
+from .registry import list_methods as list_methods
+from .registry import register_method as register_method
+from .registry import score_method as score_method
+from .registry import unregister_method as unregister_method
+from .report import LayerReport as LayerReport
+from .report import LayerRescale as LayerRescale
+from .report import PruneReport as PruneReport
+from .report import mask_report as mask_report
+from .rescale import record_dense_norms_ as record_dense_norms_
+from .rescale import rescale_to_eoc_ as rescale_to_eoc_
+from .scores import grasp_scores as grasp_scores
+from .scores import magnitude_scores as magnitude_scores
+from .scores import random_scores as random_scores
+from .scores import snip_scores as snip_scores
+from .stochastic import ESTIMATORS as ESTIMATORS
+from .stochastic import StochasticMask as StochasticMask
+from .stochastic import StochasticMasks as StochasticMasks
+from .stochastic import remove_stochastic_masks_ as remove_stochastic_masks_
+from .stochastic import sampled_network as sampled_network
+from .stochastic import stochastic_masks_ as stochastic_masks_
+from .stochastic import threshold_masks_ as threshold_masks_
+from .stochastic_train import MaskTraining as MaskTraining
+from .stochastic_train import train_masks as train_masks
+from .synflow import synflow_masks as synflow_masks
+from .synflow import synflow_scores as synflow_scores
 
 __all__ = [
-    "METHODS", "LayerRescale", "LayerReport", "PruneReport", "apply_masks_", "grasp_scores",
-    "magnitude_scores", "prunable_layers", "prune_at_init", "random_scores",
-    "record_dense_norms_", "rescale_to_eoc_", "snip_scores", "synflow_masks", "synflow_scores",
-    "topk_masks",
+    "apply_masks_", "compute_masks", "ESTIMATORS", "expected_masked_mse", "get_method",
+    "grasp_scores", "is_stochastic", "LayerReport", "LayerRescale", "list_methods",
+    "load_mask_distribution_", "local_reparam_linear", "lrt_std", "magnitude_scores",
+    "mask_distribution", "mask_kl", "mask_report", "MaskDistribution", "MaskRequest",
+    "MaskTraining", "METHODS", "prunable_layers", "prune_at_init", "PruneMethod", "PruneReport",
+    "random_scores", "record_dense_norms_", "register_method", "relaxed_bernoulli",
+    "remove_stochastic_masks_", "rescale_to_eoc_", "sampled_network", "score_method",
+    "snip_scores", "stochastic_masks_", "StochasticMask", "StochasticMasks", "synflow_masks",
+    "synflow_scores", "threshold_masks_", "topk_masks", "train_masks", "unmask_",
+    "unregister_method",
 ]
-__all__ += ["MaskRequest", "PruneMethod", "compute_masks", "get_method", "is_stochastic",
-            "list_methods", "mask_report", "register_method", "score_method", "unmask_",
-            "unregister_method"]
-
-# Stochastic masks (arXiv 2110.11804): fine-tuned keep-probabilities, thresholded back.
-from ._estimators import expected_masked_mse as expected_masked_mse  # noqa: E402
-from ._estimators import local_reparam_linear as local_reparam_linear  # noqa: E402
-from ._estimators import lrt_std as lrt_std  # noqa: E402
-from ._estimators import relaxed_bernoulli as relaxed_bernoulli  # noqa: E402
-from ._posterior import MaskDistribution as MaskDistribution  # noqa: E402
-from ._posterior import load_mask_distribution_ as load_mask_distribution_  # noqa: E402
-from ._posterior import mask_distribution as mask_distribution  # noqa: E402
-from ._posterior import mask_kl as mask_kl  # noqa: E402
-from ._stochastic import ESTIMATORS as ESTIMATORS  # noqa: E402
-from ._stochastic import StochasticMask as StochasticMask  # noqa: E402
-from ._stochastic import StochasticMasks as StochasticMasks  # noqa: E402
-from ._stochastic import remove_stochastic_masks_ as remove_stochastic_masks_  # noqa: E402
-from ._stochastic import sampled_network as sampled_network  # noqa: E402
-from ._stochastic import stochastic_masks_ as stochastic_masks_  # noqa: E402
-from ._stochastic import threshold_masks_ as threshold_masks_  # noqa: E402
-from ._stochastic_train import MaskTraining as MaskTraining  # noqa: E402
-from ._stochastic_train import train_masks as train_masks  # noqa: E402
-
-__all__ += ["ESTIMATORS", "MaskDistribution", "MaskTraining", "StochasticMask",
-            "StochasticMasks", "expected_masked_mse", "load_mask_distribution_",
-            "local_reparam_linear", "lrt_std", "relaxed_bernoulli",
-            "mask_distribution", "mask_kl", "remove_stochastic_masks_", "sampled_network",
-            "stochastic_masks_", "threshold_masks_", "train_masks"]
-
-# Data pruning (scores and subset selection, arXiv 2302.06960): scalelab.prune.data.
-from . import data as data  # noqa: E402

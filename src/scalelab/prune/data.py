@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import check_choice, check_fraction, check_int, check_positive
 from .._progress import track
+from ..errors import check_choice, check_fraction, check_int, check_positive
 
 SCORES = ("el2n", "grand", "forgetting", "loss", "margin", "lipschitz")
 METHODS = ("top", "bottom", "random", "importance")

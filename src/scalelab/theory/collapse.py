@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._errors import check_int, check_positive
+from ..errors import check_int, check_positive
 
 
 def _check_s0(s0: float) -> float:

@@ -39,7 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._errors import check_int, check_positive
+from ..errors import check_int, check_positive
 from .activations import Activation, as_activation
 
 

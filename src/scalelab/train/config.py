@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import check_choice, check_int, check_positive
-from ..lora._groups import DEFAULT_RATIO
+from ..errors import check_choice, check_int, check_positive
+from ..lora.groups import DEFAULT_RATIO
 
 METHODS = ("lora", "loraplus")
 INITS = ("A", "B")

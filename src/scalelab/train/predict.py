@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._errors import check_int, check_positive
+from ..errors import check_int, check_positive
 from .export import LoadedRun
 
 INPUT_FORMATS = ("auto", "csv", "jsonl", "lines")

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._errors import check_out_dir
 from .._utils import to_jsonable
+from ..errors import check_out_dir
 from .config import FinetuneConfig, variant_config
 
 REPORT_FILE = "report.json"

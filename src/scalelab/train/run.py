@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import ScalelabWarning, check_out_dir
 from .._progress import progress_enabled
 from .._utils import seed_everything, to_jsonable
+from ..errors import ScalelabWarning, check_out_dir
 from .batches import (
     batch_indices,
     check_packing,

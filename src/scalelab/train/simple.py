@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._errors import check_int, check_positive
+from ..errors import check_int, check_positive
 
 
 @dataclass
