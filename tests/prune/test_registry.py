@@ -136,3 +136,14 @@ def test_no_import_circle_between_masks_and_rescale():
 
     for m in modules:
         visit(m, [])
+
+
+def test_weight_pruning_never_imports_data_pruning():
+    """Data pruning (prune/data.py) is a concept of its own: no weight-pruning module imports
+    it, at module level or inside a function (docs/data_pruning.md)."""
+    modules = [p.stem for p in PRUNE.glob("*.py") if p.stem not in ("__init__", "data")]
+    assert len(modules) > 8
+    for m in modules:
+        src = (PRUNE / f"{m}.py").read_text()
+        assert "data" not in sibling_imports(m), m
+        assert not re.search(r"from \.data\b|from \. import data\b", src), m
