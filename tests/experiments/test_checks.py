@@ -244,3 +244,13 @@ def test_new_figures_accept_json_records(tmp_path):
              "best_lora": "LoRA lr 0.002", "best_loraplus": "LoRA+ lr 0.0005 ratio 4 head 0.003",
              "tune_seed": 0}
     assert plot_speedup_protocol(proto, tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_run_cache_prefers_the_committed_cache_of_a_checkout(tmp_path, monkeypatch):
+    from scalelab.experiments._common import run_cache
+
+    monkeypatch.setenv("SCALELAB_CACHE", str(tmp_path))
+    committed = ROOT / "benchmarks" / "results" / "loraplus_width_cache" / "full"
+    assert committed.is_dir()  # this checkout carries it
+    assert run_cache("loraplus_width_cache/full", "loraplus-width/runs") == committed
+    assert run_cache("no_such_cache/full", "x/runs") == tmp_path / "x" / "runs"

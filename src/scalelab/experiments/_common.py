@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -16,6 +17,18 @@ import numpy as np
 from .registry import Context
 
 T = TypeVar("T")
+
+
+def run_cache(committed: str, fallback: str) -> Path:
+    """Where a full protocol's per-run cache lives: the repository's committed
+    ``benchmarks/results/<committed>`` when scalelab runs from a checkout that has it (so a
+    reproduction reads the runs its benchmark already made), else ``<scalelab cache>/<fallback>``."""
+    repo = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / committed
+    if repo.is_dir():
+        return repo
+    from ..data.models import cache_dir
+
+    return cache_dir() / fallback
 
 
 def seeds_for(ctx: Context, n: int) -> list[int]:

@@ -30,7 +30,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._common import seeds_for, spread
+from ._common import run_cache, seeds_for, spread
 from .registry import Context, Experiment, Outcome, register
 
 INIT_STEPS = 100  # per run in lora-init-finetune's full mode (3 lrs x 2 inits x 3 seeds)
@@ -87,12 +87,7 @@ def speedup_cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
-    if (repo / "finetune_speedup_cache" / "full").is_dir():
-        return repo / "finetune_speedup_cache" / "full"
-    from ..data.models import cache_dir
-
-    return cache_dir() / "finetune_speedup" / "full"
+    return run_cache("finetune_speedup_cache/full", "finetune_speedup/full")
 
 
 def _label(overrides: dict, seed: int) -> str:

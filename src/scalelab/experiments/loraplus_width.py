@@ -18,7 +18,7 @@ import dataclasses
 import math
 from typing import Any
 
-from ._common import seeds_for, spread
+from ._common import run_cache, seeds_for, spread
 from ._width_analysis import trends, width_result
 from ._width_protocol import WidthProtocol
 from .registry import Context, Experiment, Outcome, register
@@ -145,7 +145,8 @@ def _run(ctx: Context) -> Outcome:
     base = QUICK if ctx.quick else FULL
     protocol = dataclasses.replace(base, seeds=tuple(seeds_for(ctx, len(base.seeds))))
     cache = cache_dir() / "loraplus-width"
-    runs_dir = ctx.path("runs") if ctx.quick else cache / "runs"
+    runs_dir = ctx.path("runs") if ctx.quick else run_cache("loraplus_width_cache/full",
+                                                            "loraplus-width/runs")
     data = run_protocol(protocol, runs_dir, cache,
                         workers=1 if ctx.quick else default_workers())
     summary = summarize(protocol, data)
