@@ -105,11 +105,15 @@ def _pairs(act, Q: np.ndarray, derivative: bool) -> tuple[np.ndarray, np.ndarray
     if not iu.size:
         return out, dout
 
+    root = np.sqrt(diag)
+    inv_root = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)  # 0: c = 0
+
     def part(sl: slice):
-        qa, qb = diag[iu[sl]], diag[ju[sl]]
-        scale = np.sqrt(qa * qb)
-        c = np.clip(np.where(scale > 0, Q[iu[sl], ju[sl]] / np.where(scale > 0, scale, 1.0),
-                             0.0), -1.0, 1.0)
+        i, j = iu[sl], ju[sl]
+        qa, qb = diag[i], diag[j]
+        c = Q[i, j] * inv_root[i]
+        c *= inv_root[j]
+        np.clip(c, -1.0, 1.0, out=c)
         return a.pair_moments(qa, qb, c) if derivative else (a.pair(qa, qb, c), None)
 
     k = _workers(iu.size)
