@@ -38,40 +38,29 @@ def plot_lgi_fits(fits: list[dict], path: str | Path, *, title: str | None = Non
     return savefig(fig, path)
 
 
-def _twin(ax, rows, xkey, xlabel, log_x):
+#: (record key, legend label, colour, marker, axis label) of each panel's left and right series
+_BOUND_AND_GAP = (("bound", "LGI bound (left)", "tab:blue", "o", "bound (constants dropped)"),
+                  ("gap", "measured gap (right)", "tab:red", "s", "test - train cross-entropy"))
+_CONSTANTS = (("theta", "theta (left)", "tab:green", "o", "theta"),
+              ("c", "c (right)", "tab:purple", "^", "c"))
+
+
+def _twin(ax, rows, xkey, xlabel, log_x, series=_BOUND_AND_GAP):
+    """Two seed-mean series with their sd as error bars, on a left and a right axis."""
     xs = [r[xkey] for r in rows]
-    a = ax.errorbar(xs, [r["bound_mean"] for r in rows], yerr=[r["bound_sd"] for r in rows],
-                    color="tab:blue", marker="o", capsize=3, label="LGI bound (left)")
-    ax.set_ylabel("bound (constants dropped)", color="tab:blue")
-    ax2 = ax.twinx()
-    b = ax2.errorbar(xs, [r["gap_mean"] for r in rows], yerr=[r["gap_sd"] for r in rows],
-                     color="tab:red", marker="s", capsize=3, label="measured gap (right)")
-    ax2.set_ylabel("test - train cross-entropy", color="tab:red")
+    handles = []
+    for axis, (key, label, colour, marker, ylabel) in zip((ax, ax.twinx()), series, strict=True):
+        handles.append(axis.errorbar(xs, [r[f"{key}_mean"] for r in rows],
+                                     yerr=[r[f"{key}_sd"] for r in rows], color=colour,
+                                     marker=marker, capsize=3, label=label))
+        axis.set_ylabel(ylabel, color=colour)
     ax.set_xlabel(xlabel)
     if log_x:
         ax.set_xscale("log")
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
-    ax.legend([a, b], [a.get_label(), b.get_label()], fontsize=8, loc="best")
-
-
-def _constants(ax, rows, xkey, xlabel, log_x):
-    xs = [r[xkey] for r in rows]
-    a = ax.errorbar(xs, [r["theta_mean"] for r in rows], yerr=[r["theta_sd"] for r in rows],
-                    color="tab:green", marker="o", capsize=3, label="theta (left)")
-    ax.set_ylabel("theta", color="tab:green")
-    ax2 = ax.twinx()
-    b = ax2.errorbar(xs, [r["c_mean"] for r in rows], yerr=[r["c_sd"] for r in rows],
-                     color="tab:purple", marker="^", capsize=3, label="c (right)")
-    ax2.set_ylabel("c", color="tab:purple")
-    ax.set_xlabel(xlabel)
-    if log_x:
-        ax.set_xscale("log")
-        ax.set_xticks(xs, [str(x) for x in xs])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.grid(alpha=0.3)
-    ax.legend([a, b], [a.get_label(), b.get_label()], fontsize=8, loc="best")
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
 
 
 def plot_lgi_bound(rows: list[dict], path: str | Path, *, width: int | None = None) -> Path:
@@ -90,8 +79,9 @@ def plot_lgi_bound(rows: list[dict], path: str | Path, *, width: int | None = No
     if by_r:
         _twin(axes[0, 1], by_r, "ratio", f"label-flip ratio (n={by_r[0]['n']})", False)
         axes[0, 1].set_title("Bound and gap vs label corruption")
-        _constants(axes[1, 1], by_r, "ratio", f"label-flip ratio (n={by_r[0]['n']})", False)
+        _twin(axes[1, 1], by_r, "ratio", f"label-flip ratio (n={by_r[0]['n']})", False,
+              _CONSTANTS)
         axes[1, 1].set_title("Fitted LGI constants vs label corruption")
-    _constants(axes[1, 0], by_n, "n", "training examples n (clean labels)", True)
+    _twin(axes[1, 0], by_n, "n", "training examples n (clean labels)", True, _CONSTANTS)
     axes[1, 0].set_title("Fitted LGI constants vs n")
     return savefig(fig, path)
