@@ -73,3 +73,18 @@ def test_no_package_imports_another_packages_private_modules():
             if len(parts) >= 2 and parts[0] != package and parts[1].startswith("_"):
                 bad.append(f"{path.relative_to(SRC)}: {node.module}")
     assert bad == []
+
+
+def test_experiments_follow_one_convention():
+    """Every reproduction is a public module whose public ``run`` function (``run_<name>``
+    where one module holds two) is what it registers (docs/design.md, How to add an
+    experiment)."""
+    from scalelab.experiments import list_experiments
+
+    experiments = list_experiments()
+    assert len(experiments) >= 20
+    for exp in experiments:
+        fn = exp.run
+        assert fn.__name__ == "run" or fn.__name__.startswith("run_"), (exp.name, fn.__name__)
+        assert not any(p.startswith("_") for p in fn.__module__.split(".")), (exp.name,
+                                                                            fn.__module__)

@@ -258,7 +258,7 @@ def test_runs_write_well_formed_outcomes(monkeypatch, tmp_path):
                                           seeds=1)))
     _tiny(monkeypatch, li, dict(widths=(16, 64), lrs=log_grid(-4, 2, 1), seeds=1))
     for mod in (lp, li):
-        out = mod._run(Context(out_dir=tmp_path, quick=False, seed=0))
+        out = mod.run(Context(out_dir=tmp_path, quick=False, seed=0))
         assert isinstance(out.claim_holds, bool) and out.observed and out.ran
         assert out.seeds == [0] and out.spread and mod.EXPERIMENT.criterion
         assert mod.EXPERIMENT.min_seeds == 3

@@ -139,7 +139,7 @@ def _pool(per_seed: list[list[dict]], keys: tuple[str, ...], means: tuple[str, .
     return out
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..covariance import DenoisingAutoencoderCleaner
     from ..plots import plot_cleaner_comparison, plot_top_eigenvalue_bias
 
@@ -236,7 +236,7 @@ register(Experiment(
            "l(1 + q/(l-1)), and inverting that relation removes most of the bias; cleaning the "
            "sample correlation matrix (clipping, Ledoit-Wolf, RIE, a denoising autoencoder) "
            "lowers the out-of-sample risk of minimum-variance portfolios."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -145,7 +145,7 @@ def judge_claim(runs: list[dict], high: float = HIGH, tol: float = TOL) -> dict:
             "claim_holds": bool(below_all and recovered)}
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data import load_digits
     from ..plots import plot_data_pruning_accuracy
     from ..prune.data import score_examples
@@ -218,7 +218,7 @@ register(Experiment(
     claim=("At high compression (keeping <= 30% of the data) score-based pruning (EL2N, keep the "
            "hardest) falls below random pruning, and calibrating it with random exploration "
            "recovers the loss."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=MIN_SEEDS,
 ))

@@ -138,7 +138,7 @@ def summarize(records) -> dict:
     return out
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data import load_digits
     from ..plots import plot_lr_transfer
 
@@ -188,7 +188,7 @@ EXPERIMENT = register(Experiment(
     claim=("Under Depth-muP (block multiplier 1/sqrt(L), Adam block lr / sqrt(L)) the optimal "
            "learning rate stays put as depth grows; under the standard parametrisation it "
            "drifts."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -147,7 +147,7 @@ def judge(rows: list[dict], runs: list[dict], seeds: list[int]) -> dict:
     return res
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_lgi_bound, plot_lgi_fits
 
     sz = sized(ctx, _sizes(True), _sizes(False))
@@ -220,5 +220,5 @@ register(Experiment(
                f"(clean labels) and >= {RHO_MIN} across the label-flip sweep (fixed n); both "
                f"must hold."),
     min_seeds=3,
-    run=_run,
+    run=run,
 ))

@@ -140,7 +140,7 @@ def curves(records: list[dict]) -> list[dict]:
     return out
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data import load_digits
     from ..plots import plot_liprune_accuracy
 
@@ -218,5 +218,5 @@ register(Experiment(
                f"> +{TOL * 100:g} accuracy point on (a) logistic regression and <= 0 on (b) "
                f"the deep net."),
     min_seeds=3,
-    run=_run,
+    run=run,
 ))

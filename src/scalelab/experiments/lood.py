@@ -197,7 +197,7 @@ def query_search(X, y, num_classes: int, scores, steps: int, seed: int) -> dict:
     return {"point": top, "lood_at_point": at_point, **searches}
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_lood_vs_empirical
     from ..privacy import DEFAULT_KERNEL
 
@@ -286,7 +286,7 @@ register(Experiment(
            "networks (here: the Gaussian KL between the outputs of retrained networks that did "
            "not and did see the point) — information that simpler scores of how isolated a "
            "point is (its nearest-neighbour distance, the GP's variance at it) do not carry."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -224,7 +224,7 @@ def _describe(opt: str, s: dict, judged: bool) -> str:
             f"curve). {tail}")
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_lora_init_features, plot_lora_init_loss_vs_lr, plot_lora_init_max_lr
 
     sz = _sizes(ctx.quick)
@@ -264,7 +264,7 @@ EXPERIMENT = register(Experiment(
            "B random) — max stable lr Theta(n^-1/2) against Theta(n^-1) under Adam-type "
            "updates — and reaches a lower loss, at the cost of internal instability (its "
            "features A x grow with width) while Init[B] keeps them Theta(1)."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -210,7 +210,7 @@ def speedup_protocol(tune_seed: int, eval_seeds: list[int], cache: Path) -> dict
             "best_loraplus": _describe_config(best_plus[0]), "tune_seed": tune_seed}
 
 
-def _run_loraplus_quick(ctx: Context) -> Outcome:
+def _loraplus_quick(ctx: Context) -> Outcome:
     from ..plots import plot_finetune_curves
     from ..train import FinetuneConfig, compare
 
@@ -234,9 +234,9 @@ def _run_loraplus_quick(ctx: Context) -> Outcome:
                    seeds=[ctx.seed])
 
 
-def _run_loraplus(ctx: Context) -> Outcome:
+def run_loraplus(ctx: Context) -> Outcome:
     if ctx.quick:
-        return _run_loraplus_quick(ctx)
+        return _loraplus_quick(ctx)
     from ..plots import plot_speedup_protocol
 
     cache = speedup_cache_dir()
@@ -275,7 +275,7 @@ def _run_loraplus(ctx: Context) -> Outcome:
                            "loraplus_minus_lora_best_smoothed_loss": spread(diffs, seeds)})
 
 
-def _run_init(ctx: Context) -> Outcome:
+def run_init(ctx: Context) -> Outcome:
     from ..plots import plot_finetune_curves
     from ..train import FinetuneConfig, compare
 
@@ -337,7 +337,7 @@ LORAPLUS_FINETUNE = register(Experiment(
     paper="arXiv:2402.12354",
     claim=("LoRA+ (lr_B = ratio x lr_A) fine-tunes faster than LoRA at equal compute (up to "
            "~2x fewer steps) and reaches a loss at least as low."),
-    run=_run_loraplus,
+    run=run_loraplus,
     slow_quick=True,
     criterion=LORAPLUS_CRITERION,
     min_seeds=3,
@@ -349,7 +349,7 @@ LORA_INIT_FINETUNE = register(Experiment(
     paper="arXiv:2406.08447",
     claim=("Init[A] (A random, B = 0) reaches a lower loss than Init[B] (A = 0, B random) at "
            "its best learning rate, tolerating larger learning rates."),
-    run=_run_init,
+    run=run_init,
     slow_quick=True,
     criterion=INIT_CRITERION,
     min_seeds=3,

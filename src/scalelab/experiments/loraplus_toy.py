@@ -254,7 +254,7 @@ def _describe(records: list[dict], summary: dict) -> str:
             + f" -> {'holds' if summary['holds'] else 'fails'}.")
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_loraplus_heatmaps, plot_loraplus_ratio_vs_width
 
     sz = _sizes(ctx.quick)
@@ -299,7 +299,7 @@ EXPERIMENT = register(Experiment(
     claim=("With LoRA at large width, one learning rate for A and B is inefficient: the best "
            "ratio eta_B / eta_A grows with the width n (Theta(n) for Adam), and a single "
            "shared learning rate trains worse than the best (eta_A, eta_B) pair."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -137,7 +137,7 @@ def describe_results(summary: dict[str, Any]) -> str:
     return "\n".join(f"- {x}" for x in lines)
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data.models import cache_dir
     from ..plots import plot_loraplus_width, plot_loraplus_width_curves
     from ._width_protocol import default_workers, run_protocol
@@ -196,7 +196,7 @@ LORAPLUS_WIDTH = register(Experiment(
     paper="arXiv:2402.12354",
     claim=("The best LoRA+ ratio lr_B / lr_A and LoRA+'s gain over a tuned LoRA grow with the "
            "model width (efficient feature learning needs lr_B / lr_A = Theta(width))."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

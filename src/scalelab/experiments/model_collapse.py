@@ -203,7 +203,7 @@ def judge(purity: list[dict], mixing: list[dict], text: list[dict], s0: float) -
                                 and bounded and grows and all(text_ok.values()))}
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_collapse, plot_text_collapse
     from ..theory.collapse import max_synthetic_fraction
 
@@ -274,7 +274,7 @@ register(Experiment(
     claim=("Re-estimated only on its own samples, a next-token model collapses: E||p^(m)||^2 = "
            "1 - (1 - 1/n)^m (1 - S_0) -> 1; mixing real data each generation keeps the deviation "
            "from the true distribution bounded."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=1,
 ))

@@ -143,7 +143,7 @@ def _table(rows: list[dict]) -> list[str]:
     return out
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_bound_vs_test
 
     sz = _sizes(ctx.quick)
@@ -209,7 +209,7 @@ register(Experiment(
     claim="Training a stochastic pruned network's mask probabilities against a PAC-Bayes "
           "bound, with a data-dependent prior fitted on a separate split, yields a certified "
           "error bound that is non-vacuous and close to the network's test error.",
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))

@@ -187,7 +187,7 @@ def _table(records) -> list[str]:
     return rows
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data import load_digits
     from ..plots import plot_pruning_accuracy
 
@@ -288,7 +288,7 @@ register(Experiment(
           "or no training) from a standard initialisation; initialising on the Edge of Chaos "
           "and rescaling the pruned weights (and, for ResNets, the Stable ResNet scaling: "
           "SBP-SR) keeps the pruned network trainable at high sparsity.",
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=MIN_SEEDS,
 ))

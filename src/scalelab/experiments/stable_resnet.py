@@ -126,7 +126,7 @@ def judge_training(training: list[dict]) -> dict:
     return out
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     import torch
 
     from ..data import load_digits
@@ -218,7 +218,7 @@ EXPERIMENT = register(Experiment(
            "He-initialised ReLU branch) while Stable ResNet's scalings (1/sqrt(L), or "
            "square-summable l^-alpha) keep them bounded, so deep (L >= 64) Stable ResNets "
            "train where plain ones fail."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=MIN_SEEDS,
 ))

@@ -189,7 +189,7 @@ def _describe(arch: str, summ: dict, records, depth: int) -> str:
         f"{'passes' if summ['large_budget_clause'] else 'fails'}.")
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..data import load_digits
     from ..plots import plot_budget_accuracy
 
@@ -253,7 +253,7 @@ EXPERIMENT = register(Experiment(
     claim=("At a fixed budget (expected number of active blocks), uniform survival rates are "
            "best when the budget is large, while a sensitivity-aware mode (SenseMode) is "
            "better when the budget is small (the budget hypothesis)."),
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=MIN_SEEDS,
 ))

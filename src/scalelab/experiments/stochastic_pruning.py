@@ -97,7 +97,7 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def _run(ctx: Context) -> Outcome:
+def run(ctx: Context) -> Outcome:
     from ..plots import plot_stochastic_pruning
 
     sz = _sizes(ctx.quick)
@@ -159,7 +159,7 @@ register(Experiment(
           "magnitude, SNIP or random mask of a trained network, lowers the test error at the "
           "same sparsity, and the deterministic mask obtained by thresholding the fine-tuned "
           "probabilities still beats the mask it started from.",
-    run=_run,
+    run=run,
     criterion=CRITERION,
     min_seeds=3,
 ))
