@@ -15,7 +15,7 @@ from .find import EMBEDDING, LORA_A, LORA_B, MAGNITUDE, param_kind, walk
 
 OFFICIAL_LR_EMBEDDING = 1e-6  # the official code's default for embedding LoRA
 #: lr_B / lr_A when none is given: 16 (2^4), the community default; inside the 8-32 range
-#: that ``loraplus-width`` found best on encoders of width 128-256 (docs/lora.md, "LoRA+
+#: where ``loraplus-width`` found LoRA+ paying, on encoders of width 128-256 (docs/lora.md, "LoRA+
 #: across width").
 DEFAULT_RATIO = 16.0
 OTHER = "other"
