@@ -5,31 +5,14 @@ honoured."""
 import pytest
 import torch
 
+from _chat_models import write_chatml_lm
+
 trl = pytest.importorskip("trl")
 pytest.importorskip("peft")
 
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
-          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
-          "{{ '<|im_start|>assistant\n' }}{% endif %}")
-
-
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from scalelab.data.models import write_tiny_model
-
-    folder = write_tiny_model(tmp_path_factory.mktemp("lm") / "lm", kind="causal")
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
-                            "eos_token": "<|im_end|>"})
-    tok.chat_template = CHATML
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    model.resize_token_embeddings(len(tok))
-    model.config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder), tok
+    return write_chatml_lm(tmp_path_factory.mktemp("lm") / "lm")
 
 
 def _data():

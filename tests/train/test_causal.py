@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from scalelab.data.models import write_tiny_model
+from _chat_models import write_chatml_lm
 from scalelab.data.text import load_text_dataset
 from scalelab.train import FinetuneConfig, finetune, load_run, predict
 from scalelab.train.batches import CausalEncoder, loss_module
@@ -22,22 +22,9 @@ CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
-    """A tiny Llama whose tokenizer has a ChatML template and <|im_start|>/<|im_end|> tokens."""
-    from transformers import AutoTokenizer
-
-    folder = write_tiny_model(tmp_path_factory.mktemp("lm") / "lm", kind="causal")
-    tok = AutoTokenizer.from_pretrained(folder)
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
-                            "eos_token": "<|im_end|>"})
-    tok.chat_template = CHATML
-    tok.save_pretrained(folder)
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    model.resize_token_embeddings(len(tok))
-    model.config.eos_token_id = tok.eos_token_id
-    model.save_pretrained(folder)
-    return str(folder), tok
+    """A tiny Llama whose tokenizer has a ChatML template (with a default system prompt) and
+    <|im_start|>/<|im_end|> tokens."""
+    return write_chatml_lm(tmp_path_factory.mktemp("lm") / "lm", CHATML)
 
 
 def _scored_text(tok, ids, scored):
